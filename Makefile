@@ -1,0 +1,44 @@
+# robot_stack developer entry points. `make demo` and `make test` work on a fresh Debian machine with
+# Python 3.11: they create .venv and install everything first.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# pip, quiet, minus the harmless 'Location ... is ignored' lines some pip configs print.
+PIP = scripts/pip_quiet.sh $(BIN)/pip
+# Offscreen MuJoCo on CPU: EGL (Mesa) by default; `make demo MUJOCO_GL=osmesa` if EGL is missing.
+export MUJOCO_GL ?= egl
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_system_deps.sh
+	@bash scripts/install_system_deps.sh
+	@test -d $(VENV) || $(PY) -m venv $(VENV)
+	@echo "[setup] installing torch==2.13.0 (CPU) first so nothing pulls the CUDA build"
+	@$(PIP) --upgrade pip
+	@$(PIP) torch==2.13.0
+	@echo "[setup] installing robot_stack with the learn, sim, ros and dev extras"
+	@$(PIP) -e '.[all]'
+	@$(BIN)/python -c "import torch, rclpy, mujoco, zarr; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
+	  || { echo "[setup] FAILED: the environment does not import; delete .venv and run 'make setup' again"; exit 1; }
+	@touch $(STAMP)
+	@echo "[setup] done: $(VENV)"
+
+demo: setup
+	$(BIN)/robot-stack demo $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: setup
+	$(BIN)/python -m pytest -q -m bench -p no:cacheprovider $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check robot_stack tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,51 @@
+"""`robot-stack` command line: one entry point, sub-commands dispatch lazily (no heavy import for --help).
+
+    robot-stack demo [overrides]          the whole loop on the simulated WidowX (collect -> train -> deploy)
+    robot-stack up <profile> [overrides]  start a profile's nodes (same graph as `ros2 launch`), Ctrl-C stops all
+    robot-stack profiles                  list the profiles
+    robot-stack config [overrides]        print the composed configuration
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = __doc__
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "demo":
+        from robot_stack.cli.demo import main as demo_main
+
+        return demo_main(rest)
+    if cmd == "up":
+        from robot_stack.cli.supervisor import up_main
+
+        return up_main(rest)
+    if cmd == "profiles":
+        from robot_stack.cli.profiles import available_profiles
+
+        print("\n".join(available_profiles()))
+        return 0
+    if cmd == "config":
+        from omegaconf import OmegaConf
+
+        from robot_stack.conf import ConfigError, load_config
+
+        try:
+            print(OmegaConf.to_yaml(load_config(rest)))
+        except ConfigError as e:
+            print(e, file=sys.stderr)
+            return 2
+        return 0
+    print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Recorder node: cameras + joint_states/ee_pose + action_executed in, committed store episodes out.
+
+Services: recorder/start (Trigger), recorder/stop (SetBool: data = success; reply JSON {episode, steps}),
+recorder/discard (Trigger). Status JSON on recorder/status. Thin adapter over EpisodeRecorder.
+
+Usage: python -m robot_stack.ros.recorder_node store=data/stores/x.zarr [hydra overrides]
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool, Trigger
+
+from robot_stack.ros import conversions as conv
+from robot_stack.ros.qos import COMMAND, SENSOR, STATUS
+
+
+class StateJoiner:
+    """joint_states and ee_pose are published with the same stamp each tick; emit the pair once both arrived."""
+
+    def __init__(self, on_state):
+        self.on_state = on_state
+        self._js: JointState | None = None
+        self._pose: PoseStamped | None = None
+
+    def joints(self, msg: JointState) -> None:
+        self._js = msg
+        self._try()
+
+    def pose(self, msg: PoseStamped) -> None:
+        self._pose = msg
+        self._try()
+
+    def _try(self) -> None:
+        if self._js is None or self._pose is None:
+            return
+        t = conv.time_to_ns(self._js.header.stamp)
+        if t == conv.time_to_ns(self._pose.header.stamp):
+            self.on_state(t, conv.state_from_msgs(self._js, self._pose), time.time_ns())
+            self._js = self._pose = None
+
+
+def subscribe_observations(node: Node, assembler, cameras, on_state=None) -> StateJoiner:
+    """Feed camera images and the joined state into an ObservationAssembler (shared with the inference node)."""
+    def state_cb(t, state, recv):
+        assembler.add_state(t, state, recv)
+        if on_state is not None:
+            on_state(t)
+
+    def image_cb(cam):
+        def cb(msg: Image):
+            assembler.add_image(cam, conv.time_to_ns(msg.header.stamp), conv.msg_to_image(msg), time.time_ns())
+            if on_state is not None:
+                on_state(None)
+        return cb
+
+    joiner = StateJoiner(state_cb)
+    node.create_subscription(JointState, "joint_states", joiner.joints, SENSOR)
+    node.create_subscription(PoseStamped, "ee_pose", joiner.pose, SENSOR)
+    for cam in cameras:
+        node.create_subscription(Image, f"camera/{cam}/image_raw", image_cb(cam), SENSOR)
+    return joiner
+
+
+class RecorderNode(Node):
+    def __init__(self, recorder, cameras, namespace: str):
+        super().__init__("recorder", namespace=namespace)
+        self.recorder = recorder
+        self.pub_status = self.create_publisher(String, "recorder/status", STATUS)
+        subscribe_observations(self, recorder.assembler, cameras)
+        self.create_subscription(JointState, "action_executed", self._on_executed, COMMAND)
+        self.create_service(Trigger, "recorder/start", self._on_start)
+        self.create_service(SetBool, "recorder/stop", self._on_stop)
+        self.create_service(Trigger, "recorder/discard", self._on_discard)
+        self.create_timer(1.0, self._publish_status)
+
+    def _on_executed(self, msg: JointState) -> None:
+        _, values, stamp_ns, source = conv.msg_to_action(msg)
+        try:
+            self.recorder.on_executed(values, stamp_ns, source)
+        except ValueError as e:  # unknown source tag or schema violation: say so, keep recording others
+            self.get_logger().error(f"step not recorded: {e}")
+
+    def _on_start(self, req, resp):
+        try:
+            self.recorder.start()
+            resp.success, resp.message = True, "recording"
+        except Exception as e:
+            resp.success, resp.message = False, str(e)
+        self._publish_status()
+        return resp
+
+    def _on_stop(self, req, resp):
+        try:
+            steps, dropped = self.recorder.n_steps, self.recorder.n_dropped
+            idx = self.recorder.stop(success=bool(req.data))
+            resp.success = idx is not None
+            resp.message = json.dumps({"episode": idx, "steps": steps, "dropped": dropped})
+        except Exception as e:
+            resp.success, resp.message = False, json.dumps({"error": str(e)})
+        self._publish_status()
+        return resp
+
+    def _on_discard(self, req, resp):
+        self.recorder.discard()
+        resp.success, resp.message = True, "discarded"
+        return resp
+
+    def _publish_status(self) -> None:
+        r = self.recorder
+        self.pub_status.publish(conv.json_msg({
+            "recording": r.recording, "steps": r.n_steps, "dropped": r.n_dropped,
+            "episodes": r.store.n_episodes, "store": str(r.store.path)}))
+
+    def close(self) -> None:
+        if self.recorder.recording:
+            self.recorder.discard()  # an unfinished episode is never committed
+        self.recorder.store.close()
+
+
+def build(cfg):
+    from robot_stack.store import TrajectoryStore
+    from robot_stack.store.align import ObservationAssembler
+    from robot_stack.store.recorder import EpisodeRecorder, schema_for_rig
+
+    cams = tuple(cfg.rig.cameras)
+    store = TrajectoryStore.open_or_create(str(cfg.store), schema_for_rig(cfg.rig))
+    assembler = ObservationAssembler(cams, max_skew_ms=float(cfg.recorder.max_obs_age_ms))
+    recorder = EpisodeRecorder(store, assembler, task=str(cfg.task.language), phase=cfg.task.get("phase"),
+                               flush_every=int(cfg.recorder.flush_every))
+    node = RecorderNode(recorder, cams, namespace=str(cfg.rig.namespace))
+    node.get_logger().info(f"recording to {store.path} ({store.n_episodes} episodes committed)")
+    return [node]
+
+
+def main(argv=None) -> int:
+    from robot_stack.ros.node_main import run_nodes
+
+    return run_nodes(build, argv, "recorder")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

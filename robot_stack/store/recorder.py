@@ -1,0 +1,120 @@
+"""EpisodeRecorder: turns executed actions + assembled observations into committed store episodes.
+
+    action_executed(stamp s, source) ──► ObservationAssembler.observation(s) ──► EpisodeWriter.add_step
+    stop(success) ──► EpisodeWriter.commit (episode_ends written last = committed)
+
+What gets recorded is what the arm node actually sent after clamping (DESIGN.md §3), paired with the
+observation that command answered. Plain Python; the ROS recorder node is an adapter over it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from robot_stack.store.align import ObservationAssembler
+from robot_stack.types import ACTION_KEY, SOURCES, capture_ns_key
+
+log = logging.getLogger(__name__)
+
+
+def parse_source(tag: str) -> tuple[str, str | None]:
+    """'policy:bc_conv@v3' -> ('policy', 'bc_conv@v3'); 'sim:scripted_expert' -> ('sim', None)."""
+    kind, _, detail = tag.partition(":")
+    if kind not in SOURCES:
+        raise ValueError(f"action source {tag!r} does not start with one of {SOURCES}")
+    return kind, (detail or None) if kind == "policy" else None
+
+
+class RecorderError(RuntimeError):
+    """An episode command that does not fit the recorder's state; the message says what to do."""
+
+
+class EpisodeRecorder:
+    def __init__(self, store, assembler: ObservationAssembler, task: str, phase: str | None = None,
+                 flush_every: int = 32):
+        self.store = store
+        self.assembler = assembler
+        self.task = task
+        self.phase = phase
+        self.flush_every = flush_every
+        self._active = False
+        self._writer = None  # created at the first step, when the source (sim/teleop/policy) is known
+        self._meta: dict = {}
+        self.n_dropped = 0  # executed actions with no matching observation (a camera stalled)
+        self.last_committed: int | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self._active
+
+    def start(self, notes: str = "") -> None:
+        from robot_stack.store import EpisodeWriter
+
+        if self.recording:
+            raise RecorderError("an episode is already being recorded; stop or discard it first")
+        self._writer_cls = EpisodeWriter
+        self._meta = {"task": self.task, "source": None, "phase": self.phase, "policy_version": None,
+                      "interventions": 0, "start_time_ns": time.time_ns(), "notes": notes}
+        self._active, self._writer = True, None
+        self.n_dropped = 0
+
+    def on_executed(self, action: np.ndarray, stamp_ns: int, source: str) -> bool:
+        """Record one step; returns False (and counts a drop) when the observation is missing."""
+        if not self.recording:
+            return False
+        obs = self.assembler.observation(stamp_ns)
+        if obs is None:
+            self.n_dropped += 1
+            log.warning("no complete observation for stamp %d (dropped %d so far); is a camera stalled?",
+                        stamp_ns, self.n_dropped)
+            return False
+        kind, version = parse_source(source)
+        if self._writer is None:
+            self._meta.update(source=kind, policy_version=version)
+            self._writer = self._writer_cls(self.store, dict(self._meta), flush_every=self.flush_every)
+        elif kind != self._meta["source"]:
+            # A person took over from the policy (or handed back): counted, DESIGN.md per-episode metadata.
+            self._meta["interventions"] += 1
+        obs[ACTION_KEY] = np.asarray(action, dtype=np.float32)
+        obs[capture_ns_key("action")] = np.int64(stamp_ns)
+        self._writer.add_step(obs)
+        return True
+
+    @property
+    def n_steps(self) -> int:
+        return 0 if self._writer is None else self._writer.n_steps
+
+    def stop(self, success: bool | None) -> int | None:
+        """Commit the episode (returns its index) or, if it recorded nothing, drop it (returns None)."""
+        if not self.recording:
+            raise RecorderError("no episode is being recorded; call start first")
+        writer, self._writer, self._active = self._writer, None, False
+        if writer is None or writer.n_steps == 0:
+            log.warning("episode recorded no steps; nothing committed")
+            if writer is not None:
+                writer.discard()
+            return None
+        idx = writer.commit(success=success, end_time_ns=time.time_ns(),
+                            interventions=self._meta["interventions"])
+        self.last_committed = idx
+        return idx
+
+    def discard(self) -> None:
+        if not self.recording:
+            return
+        writer, self._writer, self._active = self._writer, None, False
+        if writer is not None:
+            writer.discard()
+
+
+def schema_for_rig(rig) -> "StoreSchema":  # noqa: F821 - imported lazily below
+    """The store schema a rig config records: its cameras, joints, action space and control rate."""
+    from robot_stack.store import StoreSchema
+    from robot_stack.types import rig_features
+
+    cams = {name: (int(c.height), int(c.width)) for name, c in rig.cameras.items()}
+    return StoreSchema(robot=str(rig.robot), control_hz=float(rig.control_hz), action_space=str(rig.action_space),
+                       features=rig_features(cams, n_joints=int(rig.n_joints)), cameras=tuple(cams))
