@@ -50,6 +50,7 @@ class ArmController:
         self.estopped = False
         self.n_rejected = 0
         self.n_executed = 0
+        self.last_rejection = ""  # kept until the next rejection, so a status reader cannot miss it
 
     def submit(self, names, values, stamp_ns: int, now_ns: int, source: str) -> None:
         """Queue a command for the next tick, or raise CommandRejected (malformed or stale)."""
@@ -61,8 +62,9 @@ class ArmController:
                     f"stale command from {source}: it answers an observation {age_ms:.0f} ms old "
                     f"(max_command_age_ms={self.safety.max_command_age_ms:.0f}); check the sender's latency and clocks"
                 )
-        except CommandRejected:
+        except CommandRejected as e:
             self.n_rejected += 1
+            self.last_rejection = str(e)
             raise
         self._pending = Command(action, stamp_ns, source)
 

@@ -46,7 +46,7 @@ class ArmNode(Node):
             if now - self._last_reject_log_ns > 1e9:  # one line a second, not one per message
                 self.get_logger().warning(f"rejected command: {e}")
                 self._last_reject_log_ns = now
-            self._publish_status(f"rejected: {e}")
+            self._publish_status(self.controller.reason)
 
     def _tick(self) -> None:
         executed = self.controller.tick(time.time_ns())
@@ -67,7 +67,8 @@ class ArmNode(Node):
     def _publish_status(self, reason: str) -> None:
         c = self.controller
         self.pub_status.publish(conv.status_msg("arm", c.status, reason, time.time_ns(),
-                                                {"executed": c.n_executed, "rejected": c.n_rejected}))
+                                                {"executed": c.n_executed, "rejected": c.n_rejected,
+                                                 "last_rejection": c.last_rejection}))
 
     def _on_estop_topic(self, msg: Bool) -> None:
         if bool(msg.data) != self.controller.estopped:

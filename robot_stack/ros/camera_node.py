@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 
 from robot_stack.cameras.camera import Camera
 from robot_stack.ros import conversions as conv
-from robot_stack.ros.qos import SENSOR
+from robot_stack.ros.qos import SENSOR, STATUS
 
 
 class CameraNode(Node):
@@ -26,6 +27,9 @@ class CameraNode(Node):
             self._pubs[name] = (self.create_publisher(Image, f"camera/{name}/image_raw", SENSOR),
                                 self.create_publisher(CameraInfo, f"camera/{name}/camera_info", SENSOR))
             self.create_timer(1.0 / fps_hz[name], lambda name=name: self._publish(name))
+        # Published-frame counters let any subscriber measure its own drop rate exactly.
+        self.pub_status = self.create_publisher(String, "camera/status", STATUS)
+        self.create_timer(1.0, lambda: self.pub_status.publish(conv.json_msg({"published": self.frames_published})))
 
     def _publish(self, name: str) -> None:
         cam = self.cameras[name]
