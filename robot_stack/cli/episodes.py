@@ -22,8 +22,14 @@ class EpisodeResult:
     dropped: int
 
 
-def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, check=None) -> EpisodeResult:
-    """One episode. Ends when the task succeeds, the expert script finishes, or max_steps pass."""
+def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, settle_s: float = 0.3,
+                check=None) -> EpisodeResult:
+    """One episode. Ends when the task succeeds, the expert script finishes, or max_steps pass.
+
+    After the controller is disabled, a command already in flight still executes on the arm's next tick;
+    we wait until the executed-step count has been still for `settle_s` (longer than one control period)
+    so the verdict and the recorded episode include it.
+    """
     enable = CONTROLLERS[controller]
     t0 = time.monotonic()
     client.call("sim/reset")
@@ -42,6 +48,12 @@ def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, ch
     finally:
         client.call(enable, False)
     ev = client.call_json("sim/evaluate")
+    while True:
+        time.sleep(settle_s)
+        after = client.call_json("sim/evaluate")
+        if after["steps"] == ev["steps"]:
+            break
+        ev = after
     rec = client.call_json("recorder/stop", bool(ev["success"]))
     return EpisodeResult(controller, bool(ev["success"]), int(ev["steps"]), time.monotonic() - t0,
                          rec.get("episode"), int(rec.get("dropped", 0)))

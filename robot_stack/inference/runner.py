@@ -55,14 +55,16 @@ class RunnerStats:
     ticks: int = 0                  # step() calls
     swaps: int = 0                  # policies activated
     rejected: int = 0               # updates refused (hash, schema, load or first forward pass)
-    held_nonfinite: int = 0         # ticks whose action was non-finite and therefore not returned
+    held_nonfinite: int = 0         # ticks whose action was non-finite or misshapen, so not returned
     max_step_latency_s: float = 0.0
     last_step_latency_s: float = 0.0
 
 
 def synthetic_observation(schema: PolicySchema, seed: int = 0) -> dict[str, np.ndarray]:
-    """An observation with every key of `schema`: random uint8 images, zero floats (the dataset mean region
-    after normalisation is not known here, zeros are a valid state to evaluate)."""
+    """An observation with every key of `schema`: random uint8 images, zeros for float keys (state).
+
+    The first forward pass only has to show that the weights produce finite, in-range actions for an
+    input of the right shapes; it does not need realistic content."""
     rng = np.random.default_rng(seed)
     obs = {}
     for key, spec in schema.observation.items():
@@ -108,15 +110,7 @@ class PolicyRunner:
         """One control tick: swap in a staged policy first, then act. Returns float32 (A,) physical action,
         or None when there is no policy yet or its action is non-finite (the arm's watchdog then holds)."""
         t0 = time.perf_counter()
-        with self._lock:
-            staged, self._staged = self._staged, None
-        if staged is not None:
-            policy, update = staged
-            policy.reset()
-            self._policy, self._active = policy, update
-            self._stats.swaps += 1
-            log.info("activated policy %s v%d (%s)", update.policy_type, update.version, update.path)
-            self._emit(EVENT_ACTIVATED, make_active(update, STATUS_OK))
+        self.activate_staged()
         action = None
         if self._policy is not None:
             action = np.asarray(self._policy.select_action(obs), dtype=np.float32)
@@ -129,6 +123,22 @@ class PolicyRunner:
         self._stats.last_step_latency_s = latency
         self._stats.max_step_latency_s = max(self._stats.max_step_latency_s, latency)
         return action
+
+    def activate_staged(self) -> bool:
+        """Swap in a verified, staged policy now. Call only from the control thread between ticks: `step()`
+        does so first thing; a node whose policy is idle (not ticking) calls it so the new version is
+        reported active before anyone enables control. Returns True if a swap happened."""
+        with self._lock:
+            staged, self._staged = self._staged, None
+        if staged is None:
+            return False
+        policy, update = staged
+        policy.reset()
+        self._policy, self._active = policy, update
+        self._stats.swaps += 1
+        log.info("activated policy %s v%d (%s)", update.policy_type, update.version, update.path)
+        self._emit(EVENT_ACTIVATED, make_active(update, STATUS_OK))
+        return True
 
     @property
     def active(self) -> PolicyUpdate | None:

@@ -107,10 +107,9 @@ class Policy(torch.nn.Module, abc.ABC):
 
     def set_normalizer(self, normalizer: Normalizer) -> None:
         """Swap dataset statistics (the learner refits them as data grows); weights are kept."""
-        device = next(self.parameters()).device
         self.normalizer = normalizer
         for name, value in normalizer.tensors().items():
-            setattr(self, f"_norm_{name}", torch.as_tensor(value, dtype=torch.float32, device=device))
+            setattr(self, f"_norm_{name}", torch.as_tensor(value, dtype=torch.float32, device=self.device))
 
     @property
     def device(self) -> torch.device:

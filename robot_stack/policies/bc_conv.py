@@ -61,7 +61,7 @@ class ConvEncoder(nn.Module):
             raise ValueError("BCConvConfig.conv_channels and conv_strides must have the same length")
         layers: list[nn.Module] = []
         in_ch = 3
-        for out_ch, stride in zip(cfg.conv_channels, cfg.conv_strides):
+        for out_ch, stride in zip(cfg.conv_channels, cfg.conv_strides, strict=True):
             # GroupNorm, not BatchNorm: behaviour is identical in train and eval and with batch size 1.
             layers += [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1),
                        nn.GroupNorm(min(cfg.group_norm_groups, out_ch), out_ch), nn.ReLU(inplace=True)]

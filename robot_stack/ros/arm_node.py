@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped
 
 from robot_stack.arms.controller import ArmController, CommandRejected
 from robot_stack.ros import conversions as conv

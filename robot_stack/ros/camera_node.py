@@ -23,7 +23,7 @@ class CameraNode(Node):
         self.fov_y_deg = fov_y_deg or {}
         self.frames_published = {name: 0 for name in cameras}
         self._pubs = {}
-        for name, cam in cameras.items():
+        for name in cameras:
             self._pubs[name] = (self.create_publisher(Image, f"camera/{name}/image_raw", SENSOR),
                                 self.create_publisher(CameraInfo, f"camera/{name}/camera_info", SENSOR))
             self.create_timer(1.0 / fps_hz[name], lambda name=name: self._publish(name))

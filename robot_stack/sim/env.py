@@ -6,7 +6,8 @@ One control step (`apply_ee_delta`, 1 / control_hz seconds):
                                    │
                                    ▼
               damped-least-squares IK on a scratch MjData (6 arm joints, position + orientation,
-              joint limits clamped) ──► joint targets; target pose := FK(joint targets)
+              joint limits clamped) ──► joint targets, step limited to the servo speed (pi rad/s)
+              ──► target pose := FK(joint targets)
                                    │                      (an unreachable target never winds up)
                                    ▼
               position servos: ramp ctrl old -> new over the first 60 % of the step, then hold;
@@ -34,10 +35,9 @@ from robot_stack.sim.widowx_model import (
     CAMERA_NAMES,
     FINGER_CLOSED_M,
     FINGER_OPEN_M,
-    PHYSICS_TIMESTEP_S,
     build_widowx_scene_xml,
 )
-from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX, state_dim
+from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ IK_MAX_ITERS = 50
 IK_POS_TOL_M = 1e-5
 IK_ROT_TOL_RAD = 1e-4
 IK_MAX_JOINT_STEP_RAD = 0.3
+# URDF <limit velocity> of every arm joint (rad/s): a target the IK puts further away is approached at
+# this speed over several steps (e.g. a wrist flip near a singularity) instead of being jumped to.
+MAX_JOINT_SPEED_RAD_S = np.pi
 # Fraction of a control step over which the joint targets ramp (the rest lets the servos settle).
 CTRL_RAMP_FRACTION = 0.6
 # Physics steps after placing objects at reset so contacts settle before the first observation.
@@ -103,6 +106,7 @@ class TabletopSim:
         self._ee_site = m.site("ee_gripper").id
         self._n_substeps = max(1, round(1.0 / (cfg.control_hz * m.opt.timestep)))
         self._n_ramp = max(1, int(CTRL_RAMP_FRACTION * self._n_substeps))
+        self._max_joint_step_rad = MAX_JOINT_SPEED_RAD_S / cfg.control_hz
         self._workspace_min_m = np.asarray(cfg.workspace_min_m, dtype=np.float64)
         self._workspace_max_m = np.asarray(cfg.workspace_max_m, dtype=np.float64)
         self._renderers: dict[int, mujoco.Renderer] = {}
@@ -184,6 +188,11 @@ class TabletopSim:
         if pos_err_m > 1e-3 or rot_err_rad > 1e-2:
             log.debug("IK did not reach the target (%.4f m, %.4f rad off); commanding the nearest pose",
                       pos_err_m, rot_err_rad)
+        # Servo speed limit: scale the whole joint step (keeps its direction) so no joint exceeds it.
+        dq = q_new - self._q_cmd_rad
+        biggest = float(np.max(np.abs(dq)))
+        if biggest > self._max_joint_step_rad:
+            q_new = self._q_cmd_rad + dq * (self._max_joint_step_rad / biggest)
         self._target_pos_m, self._target_mat = self._fk(q_new)
         gripper = float(np.clip(a[GRIPPER_INDEX], 0.0, 1.0))
         self._step_physics(self._q_cmd_rad, q_new, gripper)
@@ -257,9 +266,7 @@ class TabletopSim:
 
     def state(self) -> np.ndarray:
         """`observation.state` float32 (14,): joints (6), ee xyz (3), ee quat xyzw (4), gripper opening (1)."""
-        s = np.concatenate([self.joint_positions(), self.ee_pose(), [self.gripper_opening()]]).astype(np.float32)
-        assert s.shape == (state_dim(len(self.joint_names)),)
-        return s
+        return np.concatenate([self.joint_positions(), self.ee_pose(), [self.gripper_opening()]]).astype(np.float32)
 
     def object_poses(self) -> dict[str, np.ndarray]:
         """{"cube", "bowl"} -> (7,) xyz (m) + quaternion xyzw in the base frame."""

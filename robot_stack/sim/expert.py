@@ -121,7 +121,7 @@ class ScriptedExpert:
         if self.done:
             return self._action(np.zeros(3), np.zeros(3), gripper=1.0)
         phase = _PHASES[self._phase_index]
-        goal_pos_m, goal_yaw_rad = self._waypoint(phase.name, sim, ee_pos_m, ee_mat)
+        goal_pos_m, goal_yaw_rad = self._waypoint(phase.name, sim, ee_pos_m)
         rot_err = rotations.mat_to_rotvec(rotations.top_down_mat(goal_yaw_rad) @ ee_mat.T)
         if phase.hold_steps:
             # Stand still while the gripper moves: correct orientation only, no translation noise.
@@ -141,8 +141,8 @@ class ScriptedExpert:
         noise = self._rng.normal(0.0, self.noise_std, size=3) if self.noise_std > 0 else np.zeros(3)
         return self._action(step_pos + noise, step_rot, phase.gripper)
 
-    def _waypoint(self, phase: str, sim, ee_pos_m: np.ndarray, ee_mat: np.ndarray) -> tuple[np.ndarray, float]:
-        """(goal ee point (3,), goal gripper yaw) of a phase."""
+    def _waypoint(self, phase: str, sim, ee_pos_m: np.ndarray) -> tuple[np.ndarray, float]:
+        """(goal ee point (3,), goal gripper yaw) of a phase; hold phases keep the current point."""
         objects = sim.object_poses()
         cube, bowl_xy = objects["cube"], objects["bowl"][:2]
         if phase in ("approach", "descend"):

@@ -102,7 +102,7 @@ BOWL_N_WALL_SEGMENTS = 16
 BOWL_INNER_RADIUS_M = BOWL_RADIUS_M - BOWL_WALL_HALF_THICKNESS_M
 BOWL_OUTER_RADIUS_M = BOWL_RADIUS_M + BOWL_WALL_HALF_THICKNESS_M
 
-TABLE_HALF_SIZE_M = (0.6, 0.6, 0.02)
+TABLE_HALF_SIZE_M = (0.6, 1.0, 0.02)
 TABLE_CENTER_X_M = 0.25
 
 PHYSICS_TIMESTEP_S = 0.002
@@ -116,7 +116,6 @@ WRIST_CAMERA_POS_M = (0.075, 0.0, 0.06)  # gripper_link frame: on top of the gri
 WRIST_CAMERA_LOOKAT_M = (0.17, 0.0, 0.0)  # gripper_link frame: just past the finger tips
 WRIST_CAMERA_FOVY_DEG = 75.0
 CAMERA_NAMES: tuple[str, ...] = ("front", "wrist")
-CAMERA_FOVY_DEG = {"front": FRONT_CAMERA_FOVY_DEG, "wrist": WRIST_CAMERA_FOVY_DEG}
 
 
 def _fmt(values) -> str:
@@ -221,9 +220,11 @@ def build_widowx_scene_xml(image_size_px: int = 128) -> str:
            diffuse="0.6 0.6 0.6"/>
     <geom name="table" type="box" size="{_fmt(TABLE_HALF_SIZE_M)}" pos="{TABLE_CENTER_X_M} 0 {-TABLE_HALF_SIZE_M[2]}"
           rgba="0.72 0.6 0.45 1" friction="0.8 0.01 0.0001"/>
-    <!-- backdrop (visual only) so the third-person view has a wall, not empty space, behind the robot -->
-    <geom name="backdrop" type="box" size="0.01 1.2 0.6" pos="{TABLE_CENTER_X_M - TABLE_HALF_SIZE_M[0]} 0 0.4"
+    <!-- walls (visual only) behind and beside the table: the third-person view sees a room, not a void -->
+    <geom name="back_wall" type="box" size="0.01 2.0 1.0" pos="{TABLE_CENTER_X_M - TABLE_HALF_SIZE_M[0]} 0 0.4"
           rgba="0.82 0.84 0.86 1" contype="0" conaffinity="0"/>
+    <geom name="side_wall" type="box" size="2.0 0.01 1.0" pos="{TABLE_CENTER_X_M} {TABLE_HALF_SIZE_M[1]} 0.4"
+          rgba="0.78 0.8 0.82 1" contype="0" conaffinity="0"/>
     <camera name="front" pos="{_fmt(FRONT_CAMERA_POS_M)}" xyaxes="{front_xyaxes}" fovy="{FRONT_CAMERA_FOVY_DEG}"/>
 
     <body name="base_link">

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from robot_stack.store.align import ObservationAssembler
 from robot_stack.types import ACTION_KEY, SOURCES, capture_ns_key
+
+if TYPE_CHECKING:
+    from robot_stack.store import StoreSchema
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ class EpisodeRecorder:
             writer.discard()
 
 
-def schema_for_rig(rig) -> "StoreSchema":  # noqa: F821 - imported lazily below
+def schema_for_rig(rig) -> StoreSchema:
     """The store schema a rig config records: its cameras, joints, action space and control rate."""
     from robot_stack.store import StoreSchema
     from robot_stack.types import rig_features

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from robot_stack.policies.bc_conv import BCConvConfig
 from robot_stack.policies.base import make_policy
+from robot_stack.policies.bc_conv import BCConvConfig
 from robot_stack.policies.checkpoint import PolicySchema
 from robot_stack.policies.normalizer import Normalizer
 from robot_stack.types import image_key, rig_features

@@ -1,0 +1,146 @@
+"""Inference node: observations in, `action` out; swaps policy versions between two ticks.
+
+    camera/<cam>/image_raw ─┐
+    joint_states + ee_pose ─┴► ObservationAssembler ─► new state s with frames after it?
+                                                        └► PolicyRunner.step(obs) ─► action (stamp = s)
+    policy_update (latched) ─► PolicyRunner.request_load (background: hash, schema, first forward pass)
+                                 └► swapped in at the start of the next tick ─► policy_active (latched)
+
+One tick per new state (the arm publishes state once per control step). A state the policy could not
+answer (frames late, policy not ready) while enabled is counted as a missed tick; with no action the
+arm node's watchdog holds the arm. Thin adapter over `robot_stack.inference.PolicyRunner`.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import String
+from std_srvs.srv import SetBool
+
+from robot_stack.ros import conversions as conv
+from robot_stack.ros.qos import COMMAND, LATCHED, STATUS
+from robot_stack.ros.recorder_node import subscribe_observations
+
+
+class InferenceNode(Node):
+    def __init__(self, runner, assembler, cameras, action_names, namespace: str, enabled: bool):
+        super().__init__("inference", namespace=namespace)
+        self.runner, self.assembler, self.action_names = runner, assembler, tuple(action_names)
+        self.enabled = enabled
+        self.ticks = 0
+        self.missed_ticks = 0
+        self._acted_stamp: int | None = None
+        self._pending_stamp: int | None = None  # newest state not yet answered
+        self._events_lock = threading.Lock()
+        self._activations: list[str] = []
+        self.pub_action = self.create_publisher(JointState, "action", COMMAND)
+        self.pub_active = self.create_publisher(String, "policy_active", LATCHED)
+        self.pub_status = self.create_publisher(String, "inference/status", STATUS)
+        subscribe_observations(self, assembler, cameras, on_state=self._on_observation)
+        self.create_subscription(String, "policy_update", self._on_update, LATCHED)
+        self.create_service(SetBool, "inference/enable", self._on_enable)
+        self.create_timer(1.0, self._publish_status)
+        # While disabled nothing ticks, so a staged policy is swapped in here (same thread as the ticks).
+        self.create_timer(0.1, self._activate_when_idle)
+
+    def _activate_when_idle(self) -> None:
+        if not self.enabled:
+            self.runner.activate_staged()
+
+    def _on_update(self, msg: String) -> None:
+        from robot_stack.inference.manifest import PolicyMessageError, parse_update
+
+        try:
+            update = parse_update(msg.data)
+        except PolicyMessageError as e:
+            self.get_logger().error(f"ignored malformed policy_update: {e}")
+            return
+        self.get_logger().info(f"policy_update v{update.version} ({update.path}): verifying and loading")
+        self.runner.request_load(update)
+
+    def on_runner_event(self, kind: str, payload) -> None:
+        """Runner events ('activated' on the control thread, 'rejected' on the loader thread)."""
+        self.pub_active.publish(String(data=payload.to_json()))
+        level = self.get_logger().info if payload.status == "ok" else self.get_logger().error
+        level(f"policy v{payload.version} {payload.status}{': ' + payload.reason if payload.reason else ''}")
+
+    def _on_observation(self, state_stamp: int | None) -> None:
+        if state_stamp is not None:  # a new state arrived
+            if self.enabled and self._pending_stamp is not None and self._pending_stamp != self._acted_stamp:
+                self.missed_ticks += 1  # the previous state was never answered
+            self._pending_stamp = state_stamp
+        t = self._pending_stamp
+        if not self.enabled or t is None or t == self._acted_stamp:
+            return
+        if not self.assembler.camera_has_frame_after(t):
+            return  # wait for images of the world after the last control step
+        obs = self.assembler.observation(t)
+        if obs is None:
+            return
+        action = self.runner.step(obs)
+        if action is None:
+            return
+        active = self.runner.active
+        source = f"policy:{active.policy_type}@v{active.version}"
+        self.pub_action.publish(conv.action_to_msg(self.action_names, action, t, source))
+        self._acted_stamp = t
+        self.ticks += 1
+
+    def _on_enable(self, req, resp):
+        self.enabled = bool(req.data)
+        self._pending_stamp = None  # never answer a state from before the switch
+        resp.success = True
+        resp.message = f"inference {'enabled' if self.enabled else 'disabled'}; active policy v{self.runner.active_version}"
+        return resp
+
+    def _publish_status(self) -> None:
+        s = self.runner.stats
+        self.pub_status.publish(conv.json_msg({
+            "enabled": self.enabled, "active_version": self.runner.active_version, "ticks": self.ticks,
+            "missed_ticks": self.missed_ticks, "swaps": s.swaps, "rejected": s.rejected,
+            "held_nonfinite": s.held_nonfinite, "max_step_ms": round(s.max_step_latency_s * 1e3, 2)}))
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def build(cfg):
+    from robot_stack.inference.manifest import make_update
+    from robot_stack.inference.runner import PolicyRunner
+    from robot_stack.policies.checkpoint import PolicySchema, latest_checkpoint
+    from robot_stack.store.align import ObservationAssembler
+    from robot_stack.types import ACTION_SPACES, rig_features
+
+    rig = cfg.rig
+    cams = tuple(rig.cameras)
+    schema = PolicySchema.from_features(
+        rig_features({n: (int(c.height), int(c.width)) for n, c in rig.cameras.items()}, int(rig.n_joints)))
+    # "In range" for a first forward pass: within twice the arm's per-step clamp (the arm clamps anyway;
+    # this catches a checkpoint whose outputs are off by orders of magnitude, e.g. un-normalised).
+    lim_m, lim_rad = 2 * float(rig.safety.max_delta_m), 2 * float(rig.safety.max_delta_rad)
+    limits = (np.array([-lim_m] * 3 + [-lim_rad] * 3 + [0.0]), np.array([lim_m] * 3 + [lim_rad] * 3 + [1.0]))
+    assembler = ObservationAssembler(cams, max_skew_ms=float(cfg.inference.max_obs_age_ms))
+    node_ref: list[InferenceNode] = []
+    runner = PolicyRunner(schema, on_event=lambda k, p: node_ref[0].on_runner_event(k, p), action_limits=limits)
+    node = InferenceNode(runner, assembler, cams, ACTION_SPACES[str(rig.action_space)], str(rig.namespace),
+                         enabled=bool(cfg.inference.enabled_at_start))
+    node_ref.append(node)
+    if cfg.inference.policy:
+        path = latest_checkpoint(str(cfg.inference.policy)) or str(cfg.inference.policy)
+        runner.request_load(make_update(path))
+    node.get_logger().info(f"inference node up: cameras={list(cams)}, waiting for policy_update")
+    return [node]
+
+
+def main(argv=None) -> int:
+    from robot_stack.ros.node_main import run_nodes
+
+    return run_nodes(build, argv, "inference")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

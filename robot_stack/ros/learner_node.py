@@ -1,0 +1,68 @@
+"""Learner node: runs the ROS-free LearnerService in a thread and announces each checkpoint on
+`policy_update` (reliable, transient-local: an inference node that starts later still gets the latest).
+
+Usage: python -m robot_stack.ros.learner_node store=... checkpoints=... [learner.* overrides]
+"""
+
+from __future__ import annotations
+
+from rclpy.node import Node
+from std_msgs.msg import String
+
+from robot_stack.ros.qos import LATCHED
+
+
+class LearnerNode(Node):
+    def __init__(self, service_factory, namespace: str):
+        super().__init__("learner", namespace=namespace)
+        self.pub_update = self.create_publisher(String, "policy_update", LATCHED)
+        self.service = service_factory(self._announce, self._progress)
+        self.service.start()
+
+    def _announce(self, update) -> None:
+        # Called from the learner thread; rclpy publishers may be used from any thread.
+        self.pub_update.publish(String(data=update.to_json()))
+        self.get_logger().info(f"announced checkpoint v{update.version}: {update.path}")
+
+    def _progress(self, info: dict) -> None:
+        self.get_logger().info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in info.items()))
+
+    def close(self) -> None:
+        self.service.stop()
+        self.service.join(timeout_s=10.0)
+
+
+def build(cfg):
+    import torch
+    from omegaconf import OmegaConf
+
+    from robot_stack.learn.bc import LearnerConfig, LearnerService
+
+    # The learner shares 2 CPU cores with the sim, recorder and inference node: one thread keeps the
+    # control loop on time. On a GPU box, raise it with learner.torch_threads.
+    torch.set_num_threads(int(cfg.learner.get("torch_threads", 1)))
+    learner = OmegaConf.to_container(cfg.learner, resolve=True)
+    learner.pop("torch_threads", None)
+    learner.setdefault("task", str(cfg.task.language))
+    lcfg = LearnerConfig.from_dict(learner)
+    policy_cfg = OmegaConf.to_container(cfg.policy.config, resolve=True)
+
+    def factory(announce, progress):
+        return LearnerService(str(cfg.store), str(cfg.checkpoints), lcfg, policy_type=str(cfg.policy.type),
+                              policy_config=policy_cfg, announce=announce, on_progress=progress)
+
+    node = LearnerNode(factory, namespace=str(cfg.rig.namespace))
+    node.get_logger().info(f"learner up: {lcfg.algo} on {cfg.store} -> {cfg.checkpoints} "
+                           f"(starts at {lcfg.min_episodes} eligible episodes)")
+    return [node]
+
+
+def main(argv=None) -> int:
+    from robot_stack.ros.node_main import run_nodes
+
+    return run_nodes(build, argv, "learner")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
