@@ -21,8 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
         from robot_stack.cli.demo import main as demo_main
+        from robot_stack.errors import operator_errors
 
-        return demo_main(rest)
+        try:
+            return demo_main(rest)
+        except operator_errors() as e:
+            print(f"[demo] {e}", file=sys.stderr)
+            return 2
     if cmd == "up":
         from robot_stack.cli.supervisor import up_main
 

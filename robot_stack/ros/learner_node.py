@@ -9,13 +9,15 @@ from __future__ import annotations
 from rclpy.node import Node
 from std_msgs.msg import String
 
-from robot_stack.ros.qos import LATCHED
+from robot_stack.ros import conversions as conv
+from robot_stack.ros.qos import LATCHED, STATUS
 
 
 class LearnerNode(Node):
     def __init__(self, service_factory, namespace: str):
         super().__init__("learner", namespace=namespace)
         self.pub_update = self.create_publisher(String, "policy_update", LATCHED)
+        self.pub_status = self.create_publisher(String, "learner/status", STATUS)
         self.service = service_factory(self._announce, self._progress)
         self.service.start()
 
@@ -25,8 +27,8 @@ class LearnerNode(Node):
         self.get_logger().info(f"announced checkpoint v{update.version}: {update.path}")
 
     def _progress(self, info: dict) -> None:
-        self.get_logger().info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in info.items()))
+        # The library already logs a progress line; dashboards and the conductor read this topic.
+        self.pub_status.publish(conv.json_msg({k: float(v) for k, v in info.items()}))
 
     def close(self) -> None:
         self.service.stop()

@@ -20,7 +20,8 @@ def run_nodes(build: Callable[[object], Sequence[object]], argv: Sequence[str] |
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from robot_stack.conf import ConfigError, load_config
+    from robot_stack.conf import load_config
+    from robot_stack.errors import operator_errors
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -37,7 +38,7 @@ def run_nodes(build: Callable[[object], Sequence[object]], argv: Sequence[str] |
         return 0
     except (KeyboardInterrupt, ExternalShutdownException):
         return 0
-    except ConfigError as e:
+    except operator_errors() as e:
         print(f"[{what}] {e}", file=sys.stderr)
         return 2
     except Exception:

@@ -63,6 +63,7 @@ class EpisodeRecorder:
         self._meta = {"task": self.task, "source": None, "phase": self.phase, "policy_version": None,
                       "interventions": 0, "start_time_ns": time.time_ns(), "notes": notes}
         self._active, self._writer = True, None
+        self._versions: list[str] = []
         self.n_dropped = 0
 
     def on_executed(self, action: np.ndarray, stamp_ns: int, source: str) -> bool:
@@ -82,6 +83,9 @@ class EpisodeRecorder:
         elif kind != self._meta["source"]:
             # A person took over from the policy (or handed back): counted, DESIGN.md per-episode metadata.
             self._meta["interventions"] += 1
+        if version is not None and version not in self._versions:
+            # A hot swap mid-episode: the episode records every version that acted, in order.
+            self._versions.append(version)
         obs[ACTION_KEY] = np.asarray(action, dtype=np.float32)
         obs[capture_ns_key("action")] = np.int64(stamp_ns)
         self._writer.add_step(obs)
@@ -102,7 +106,8 @@ class EpisodeRecorder:
                 writer.discard()
             return None
         idx = writer.commit(success=success, end_time_ns=time.time_ns(),
-                            interventions=self._meta["interventions"])
+                            interventions=self._meta["interventions"],
+                            policy_version=",".join(self._versions) or None)
         self.last_committed = idx
         return idx
 

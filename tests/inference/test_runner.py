@@ -128,3 +128,20 @@ def test_repeated_announcement_of_active_version_is_ignored(save_version, schema
     with pytest.raises(KeyError, match="observation.state"):
         runner.step({k: v for k, v in obs.items() if k != "observation.state"})
     runner.close()
+
+
+def test_idle_runner_activates_staged_policy_without_a_tick(save_version, schema, obs):
+    """A node that is not ticking (control disabled) can still report the new version as active."""
+    runner = PolicyRunner(schema)
+    try:
+        assert runner.activate_staged() is False  # nothing staged
+        runner.request_load(make_update(save_version(1)))
+        assert runner.wait_idle(30)
+        assert runner.active_version is None  # verified and staged, not yet swapped
+        assert runner.activate_staged() is True
+        assert runner.active_version == 1 and runner.stats.ticks == 0
+        kinds = [k for k, _ in drain(runner)]
+        assert kinds == [EVENT_ACTIVATED]
+        assert runner.step(obs) is not None and runner.stats.swaps == 1
+    finally:
+        runner.close()

@@ -1,0 +1,91 @@
+"""EpisodeRecorder over a real zarr store: pairing actions with the observation they answered, commit, drop."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from robot_stack.store import TrajectoryStore
+from robot_stack.store.align import ObservationAssembler
+from robot_stack.store.recorder import EpisodeRecorder, RecorderError, parse_source, schema_for_rig
+
+MS = 1_000_000
+RIG = OmegaConf.create({"robot": "wx250s", "control_hz": 5.0, "action_space": "ee_delta", "n_joints": 6,
+                        "cameras": {"front": {"height": 8, "width": 8}}})
+
+
+@pytest.fixture
+def recorder(tmp_path):
+    store = TrajectoryStore.create(tmp_path / "s.zarr", schema_for_rig(RIG))
+    rec = EpisodeRecorder(store, ObservationAssembler(("front",), max_skew_ms=150), task="put the cube in the bowl",
+                          phase="forward", flush_every=2)
+    yield rec
+    store.close()
+
+
+def _feed(rec, t_ms, value):
+    rec.assembler.add_state(t_ms * MS, np.full(14, value, np.float32), t_ms * MS + 1)
+    rec.assembler.add_image("front", (t_ms + 50) * MS, np.full((8, 8, 3), value, np.uint8), (t_ms + 51) * MS)
+
+
+def test_records_executed_actions_with_their_observations(recorder):
+    recorder.start()
+    for k in range(5):
+        _feed(recorder, 200 * k, k)
+        assert recorder.on_executed(np.full(7, k / 10, np.float32), 200 * k * MS, "policy:bc_conv@v3")
+    idx = recorder.stop(success=True)
+    ep = recorder.store.get_episode(idx)
+    np.testing.assert_array_equal(ep["observation.images.front"][:, 0, 0, 0], np.arange(5))
+    np.testing.assert_allclose(ep["action"][:, 0], np.arange(5) / 10, rtol=1e-6)
+    np.testing.assert_array_equal(ep["timestamps.action.capture_ns"], ep["timestamps.state.capture_ns"])
+    meta = recorder.store.episode_meta(idx)
+    assert (meta.source, meta.policy_version, meta.success, meta.phase) == ("policy", "bc_conv@v3", True, "forward")
+    assert meta.interventions == 0
+
+
+def test_hot_swap_mid_episode_records_every_version(recorder):
+    recorder.start()
+    for k, version in enumerate(["bc_conv@v1", "bc_conv@v1", "bc_conv@v2"]):
+        _feed(recorder, 200 * k, k)
+        recorder.on_executed(np.zeros(7, np.float32), 200 * k * MS, f"policy:{version}")
+    idx = recorder.stop(success=True)
+    assert recorder.store.episode_meta(idx).policy_version == "bc_conv@v1,bc_conv@v2"
+    assert recorder.store.episode_meta(idx).interventions == 0
+
+
+def test_takeover_is_counted_as_intervention_and_missing_obs_dropped(recorder):
+    recorder.start()
+    _feed(recorder, 0, 1)
+    recorder.on_executed(np.zeros(7, np.float32), 0, "policy:bc_conv@v1")
+    _feed(recorder, 200, 2)
+    recorder.on_executed(np.zeros(7, np.float32), 200 * MS, "teleop:spacemouse")
+    assert not recorder.on_executed(np.zeros(7, np.float32), 999 * MS, "policy:bc_conv@v1")  # no such state
+    assert recorder.n_dropped == 1
+    idx = recorder.stop(success=False)
+    assert recorder.store.episode_meta(idx).interventions == 1
+    assert recorder.store.get_episode(idx)["action"].shape == (2, 7)
+
+
+def test_empty_episode_commits_nothing_and_state_errors_are_clear(recorder):
+    with pytest.raises(RecorderError, match="start"):
+        recorder.stop(success=None)
+    recorder.start()
+    with pytest.raises(RecorderError, match="already"):
+        recorder.start()
+    assert recorder.stop(success=None) is None
+    assert recorder.store.n_episodes == 0
+
+
+def test_discard_leaves_store_unchanged(recorder):
+    recorder.start()
+    for k in range(3):
+        _feed(recorder, 200 * k, k)
+        recorder.on_executed(np.zeros(7, np.float32), 200 * k * MS, "sim:scripted_expert")
+    recorder.discard()
+    assert recorder.store.n_episodes == 0 and not recorder.recording
+
+
+def test_source_tags():
+    assert parse_source("sim:scripted_expert") == ("sim", None)
+    assert parse_source("policy:bc_conv@v2") == ("policy", "bc_conv@v2")
+    with pytest.raises(ValueError, match="does not start"):
+        parse_source("robot:unknown")
