@@ -25,7 +25,7 @@ from robot_stack.cli.profiles import (
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO / "launch"
 LAUNCH_FILES = {p.name[: -len(".launch.py")]: p for p in sorted(LAUNCH_DIR.glob("*.launch.py"))}
-ALLOWED_IMPORTS = {"launch", "launch_ros", "robot_stack.cli.profiles", "os", "pathlib"}
+ALLOWED_IMPORTS = {"launch", "launch_ros", "robot_stack.cli.profiles", "robot_stack.ros.launch_description", "os", "pathlib"}
 
 
 def test_the_three_launch_files_exist_and_each_has_a_profile_mapping():
@@ -136,7 +136,9 @@ def _run_launch(monkeypatch, launch: str, **launch_args):
     context = {**declared, **launch_args}
     opaque = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
     assert len(opaque) == 1
-    return declared, opaque[0].kwargs["function"](context)
+    # like launch's OpaqueFunction: function(context, *args, **kwargs)
+    op = opaque[0].kwargs
+    return declared, op["function"](context, *op.get("args", ()), **op.get("kwargs", {}))
 
 
 @pytest.mark.parametrize("launch", sorted(LAUNCH_FILES))
