@@ -42,8 +42,9 @@ def _node_actions(context, launch: str, rig_args: bool):
 
 def generate(launch: str, rig_args: bool):
     """LaunchDescription for launch file `launch` (collect | deploy | sim_demo)."""
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    from launch import LaunchDescription
 
     args = []
     if rig_args:
