@@ -34,8 +34,9 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# Slow measurements; each script writes a readable table under benchmarks/results/.
 bench: setup
-	$(BIN)/python -m pytest -q -m bench -p no:cacheprovider $(ARGS)
+	$(BIN)/python benchmarks/bench_sim.py $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check robot_stack tests
