@@ -144,7 +144,8 @@ class BCConvPolicy(Policy):
         was_training = self.training
         self.eval()
         try:
-            batch = {k: torch.as_tensor(np.asarray(obs[k]), device=self.device).unsqueeze(0)
+            # torch.tensor copies: observations decoded from ROS messages are read-only views of the bytes.
+            batch = {k: torch.tensor(np.asarray(obs[k]), device=self.device).unsqueeze(0)
                      for k in self.observation_keys()}
             out = self(batch)[0]
         finally:
