@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	@$(PIP) torch==2.13.0
 	@echo "[setup] installing robot_stack with the learn, sim, ros and dev extras"
 	@$(PIP) -e '.[all]'
+	@# gym-hil ships MuJoCo Menagerie's Franka Panda MJCF + meshes (used by the sim Panda). Its own pins
+	@# (mujoco<3.9, gymnasium, pygame, ...) would downgrade MuJoCo 4, so only the assets are installed.
+	@$(PIP) --no-deps gym-hil==0.1.14
 	@$(BIN)/python -c "import torch, rclpy, mujoco, zarr; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
 	  || { echo "[setup] FAILED: the environment does not import; delete .venv and run 'make setup' again"; exit 1; }
 	@touch $(STAMP)
