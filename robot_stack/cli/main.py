@@ -4,6 +4,10 @@
     robot-stack up <profile> [overrides]  start a profile's nodes (same graph as `ros2 launch`), Ctrl-C stops all
     robot-stack profiles                  list the profiles
     robot-stack config [overrides]        print the composed configuration
+    robot-stack sim <tasks|generate|view> simulation suite: task list, prior-data generator, montage PNGs
+    robot-stack collect rig=... task=... episodes=N [device=keyboard]   teleoperated data collection
+    robot-stack cameras list              connected RealSense serials and V4L2 devices
+    robot-stack store <command> ...       inspect/curate a trajectory store (robot-stack store --help)
 """
 
 from __future__ import annotations
@@ -32,11 +36,32 @@ def main(argv: list[str] | None = None) -> int:
         from robot_stack.cli.supervisor import up_main
 
         return up_main(rest)
+    if cmd == "store":
+        from robot_stack.cli.store import main as store_main
+
+        return store_main(rest)
+    if cmd == "cameras":
+        from robot_stack.cli.cameras import main as cameras_main
+
+        return cameras_main(rest)
+    if cmd == "collect":
+        from robot_stack.cli.collect import main as collect_main
+        from robot_stack.errors import operator_errors
+
+        try:
+            return collect_main(rest)
+        except operator_errors() as e:
+            print(f"[collect] {e}", file=sys.stderr)
+            return 2
     if cmd == "profiles":
         from robot_stack.cli.profiles import available_profiles
 
         print("\n".join(available_profiles()))
         return 0
+    if cmd == "sim":
+        from robot_stack.cli.sim import main as sim_main
+
+        return sim_main(rest)
     if cmd == "config":
         from omegaconf import OmegaConf
 

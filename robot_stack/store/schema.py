@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_stack.types import ACTION_KEY, PHASES, SOURCES, STATE_KEY, FeatureSpec
+from robot_stack.types import ACTION_KEY, IMAGE_PREFIX, PHASES, SOURCES, STATE_KEY, FeatureSpec
 
 SCHEMA_VERSION = 1
 
@@ -46,6 +46,9 @@ class StoreSchema:
     cameras: tuple[str, ...] = ()
     calibration_ids: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    # Storage choice for image keys (robot_stack.store.codecs.IMAGE_CODECS); not part of what the data
+    # *means*, so differences() ignores it: an existing store keeps the codec it was created with.
+    image_codec: str = "blosc-lz4"
 
     def __post_init__(self) -> None:
         self.control_hz = float(self.control_hz)
@@ -70,6 +73,7 @@ class StoreSchema:
             "features": {k: v.to_json() for k, v in self.features.items()},
             "cameras": list(self.cameras),
             "calibration_ids": dict(self.calibration_ids),
+            "image_codec": self.image_codec,
         }
 
     @classmethod
@@ -82,7 +86,13 @@ class StoreSchema:
             cameras=tuple(d.get("cameras", ())),
             calibration_ids=dict(d.get("calibration_ids", {})),
             schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+            image_codec=str(d.get("image_codec", "blosc-lz4")),
         )
+
+    @property
+    def camera_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{camera: (H, W, 3)} from the image features (the store records one array per camera)."""
+        return {k[len(IMAGE_PREFIX):]: tuple(v.shape) for k, v in self.features.items() if k.startswith(IMAGE_PREFIX)}
 
     def differences(self, other: StoreSchema) -> list[str]:
         """Human-readable differences in what defines the stored arrays and their meaning.
@@ -135,7 +145,10 @@ class EpisodeMeta:
     interventions: int = 0
     start_time_ns: int | None = None
     end_time_ns: int | None = None
-    notes: str = ""
+    notes: str = ""  # operator notes (free text; `robot-stack store show` prints them)
+    # Stable identity across compact/merge (indices change there); the store assigns a uuid4 hex at commit.
+    # The train/validation split hashes it, so an episode keeps its split as the store grows or is compacted.
+    episode_id: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -160,6 +173,7 @@ class EpisodeMeta:
             if v is not None:
                 setattr(self, name, int(v))
         self.notes = "" if self.notes is None else str(self.notes)
+        self.episode_id = _opt_str(self.episode_id)
 
     def replace(self, **updates) -> EpisodeMeta:
         unknown = set(updates) - {f.name for f in dataclasses.fields(self)}

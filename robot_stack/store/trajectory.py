@@ -9,14 +9,18 @@ Layout of one store (a zarr v3 group on local disk):
                                    shard file (100k frames -> ~1.6k files per camera, not 100k);
                                    low-dim: LOWDIM_CHUNK_STEPS steps per chunk, blosc zstd
     <store>/meta/episode_info      (n_episodes,) str: one EpisodeMeta JSON per episode, aligned with episode_ends
+    <store>/meta/episode_stats     (n_episodes,) str: partial statistics of the float keys (stats.py), one row
+                                   per episode in its own chunk file (rows are a few KB; a shared chunk would be
+                                   rewritten on every commit)
     <store>/meta/episode_ends      (n_episodes,) int64, exclusive end step of each episode = THE COMMIT MARKER
+    <store>/edits.json             tombstones + split rule (edits.py); outside the commit protocol, atomic replace
     <store>/.writer.lock           advisory flock held by the single writer (mode "a")
 
 Commit protocol (append_episode / EpisodeWriter.commit):
 
     1. resize + write data/<key> past the committed end      (EpisodeWriter does this every flush_every steps)
     2. fsync the chunk/shard files, array metadata and directories of that step range
-    3. append + fsync the episode's row in meta/episode_info
+    3. append + fsync the episode's rows in meta/episode_stats and meta/episode_info
     4. LAST: append + fsync the new end in meta/episode_ends  -> the episode exists from this moment
 
 Why the end index goes last: a crash anywhere before step 4 leaves only bytes *past* the committed end,
@@ -54,6 +58,9 @@ from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
 import robot_stack
+from robot_stack.store import edits as _edits
+from robot_stack.store import stats as _stats
+from robot_stack.store.faults import crash_point
 from robot_stack.store.schema import (
     EpisodeMeta,
     StoreError,
@@ -69,6 +76,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = ".writer.lock"
 ENDS_PATH = "meta/episode_ends"
 INFO_PATH = "meta/episode_info"
+STATS_PATH = "meta/episode_stats"
 IMAGE_FRAMES_PER_SHARD = 64  # 64 x 480x640x3 ~ 59 MB per shard before compression
 LOWDIM_CHUNK_STEPS = 1024
 META_CHUNK_ROWS = 1024
@@ -143,6 +151,9 @@ class TrajectoryStore:
         self._meta: list[EpisodeMeta] = []
         self._active_writer = None  # the EpisodeWriter currently writing past the committed end
         self._closed = False
+        self._edits: dict = _edits.load(path)
+        self._edits_mtime_ns = _edits.mtime_ns(path)
+        self._partials: dict[int, dict] = {}  # episode -> partial stats (committed rows never change)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -192,10 +203,16 @@ class TrajectoryStore:
             raise ValueError(f"mode must be 'r' (read-only) or 'a' (append), got {mode!r}")
         path = Path(path).absolute()
         if not path.exists():
+            olds = sorted(path.parent.glob(f".{path.name}.old-*"))
+            news = sorted(path.parent.glob(f".{path.name}.compact-*"))
+            if olds:  # a compact was interrupted between its two renames (ops.compact)
+                raise StoreError(f"{path} does not exist but a compaction was interrupted mid-swap: the original is "
+                                 f"{olds[0]} and the compacted copy {news[0] if news else '(missing)'}; rename the "
+                                 f"original back (mv {olds[0]} {path}) and run `robot-stack store compact` again")
             raise StoreError(f"{path} does not exist; {_CREATE_HINT}")
         if not _looks_like_store(path):
             raise StoreError(f"{path} is not a robot_stack store (no zarr group with {ENDS_PATH}); {_CREATE_HINT}")
-        lock_fd = _acquire_lock(path) if mode == "a" else None
+        lock_fd = _acquire_lock(path) if mode == "a" else None  # raises StoreError on read-only media
         try:
             attrs = zarr.open_group(LocalStore(str(path), read_only=True), mode="r", zarr_format=3).attrs.asdict()
             schema = _schema_from_attrs(path, attrs)
@@ -270,6 +287,7 @@ class TrajectoryStore:
     def refresh(self) -> int:
         """Re-read the episode table (a reader tailing a store being written); returns #newly visible episodes."""
         self._check_open()
+        self._reload_edits()
         if self._active_writer is not None:
             return 0  # our own writer is mid-episode; the table only changes when it commits
         old = self.n_episodes
@@ -310,6 +328,10 @@ class TrajectoryStore:
         if info.shape[0] > n_ep:
             report.dropped_meta_rows = int(info.shape[0]) - n_ep
             info.resize((n_ep,))
+        st = self._stats_array()
+        if st is not None and st.shape[0] > n_ep:
+            report.dropped_meta_rows = max(report.dropped_meta_rows, int(st.shape[0]) - n_ep)
+            st.resize((n_ep,))
         if n_raw > n_ep:
             ends_arr = self._group[ENDS_PATH]
             report.dropped_episode_entries = n_raw - n_ep
@@ -333,7 +355,7 @@ class TrajectoryStore:
         return n
 
     def _fsync_tree_meta(self) -> None:
-        for rel in [*(f"data/{k}" for k in self.schema.features), INFO_PATH, ENDS_PATH]:
+        for rel in [*(f"data/{k}" for k in self.schema.features), INFO_PATH, STATS_PATH, ENDS_PATH]:
             _fsync_path(self.path / rel / "zarr.json")
             _fsync_path(self.path / rel)
 
@@ -364,17 +386,27 @@ class TrajectoryStore:
             self._write_steps(cols, start)
             return self._commit_episode(meta, start, n)
         except BaseException:
-            self._discard_uncommitted()
+            self._discard_uncommitted_after_error()
             raise
+
+    def _discard_uncommitted_after_error(self) -> None:
+        """Best effort: on a full disk the truncation can fail too; the next open in mode "a" cuts back then."""
+        try:
+            self._discard_uncommitted()
+        except Exception as e:  # noqa: BLE001 - the original error is the one the caller must see
+            log.error("could not cut back the uncommitted steps of %s (%r); reopening the store in mode 'a' "
+                      "will (nothing committed is affected)", self.path, e)
 
     def _write_steps(self, cols: dict[str, np.ndarray], start: int) -> None:
         """Write (n, *shape) columns at [start, start+n) past the committed end (step 1 of the protocol)."""
-        for key, col in cols.items():
-            arr = self._arrays[key]
-            stop = start + len(col)
-            if arr.shape[0] != stop:
-                arr.resize((stop, *arr.shape[1:]))
-            arr[start:stop] = col
+        with _disk_errors(self.path):
+            for key, col in cols.items():
+                arr = self._arrays[key]
+                stop = start + len(col)
+                if arr.shape[0] != stop:
+                    arr.resize((stop, *arr.shape[1:]))
+                arr[start:stop] = col
+        crash_point("data_written")
 
     def _commit_episode(self, meta: EpisodeMeta, start: int, n: int) -> int:
         """Steps 2-4 of the commit protocol for data already written at [start, start+n)."""
@@ -382,26 +414,45 @@ class TrajectoryStore:
             raise StoreError(f"internal: episode starts at {start} but the committed end is {self.n_steps}")
         if meta.end_time_ns is None:
             meta = meta.replace(end_time_ns=time.time_ns())
+        if meta.episode_id is None:
+            meta = meta.replace(episode_id=uuid.uuid4().hex)
         end, idx = start + n, self.n_episodes
-        if self.fsync:
-            for key, arr in self._arrays.items():
-                self._fsync_steps(f"data/{key}", arr, start, end)
-        info = self._group[INFO_PATH]
-        if info.shape[0] != idx + 1:
-            info.resize((idx + 1,))
-        info[idx] = meta.dumps()
-        if self.fsync:
-            self._fsync_steps(INFO_PATH, info, idx, idx + 1)
-        # LAST: the commit marker. Until this chunk lands, the episode does not exist for anyone.
-        ends_arr = self._group[ENDS_PATH]
-        ends_arr.resize((idx + 1,))
-        ends_arr[idx] = end
+        with _disk_errors(self.path):
+            if self.fsync:
+                for key, arr in self._arrays.items():
+                    self._fsync_steps(f"data/{key}", arr, start, end)
+            crash_point("data_fsynced")
+            # Partial statistics are computed from what was written (read back: low-dim only, a few KB), so
+            # they describe exactly the bytes a reader will see.
+            partial = {k: _stats.partial_stats(self._arrays[k][start:end]) for k in _stats.stats_keys(self.schema.features)}
+            st = self._stats_array(create=True)
+            if st.shape[0] != idx + 1:
+                st.resize((idx + 1,))
+            st[idx] = _stats.dumps(partial)
+            if self.fsync:
+                self._fsync_steps(STATS_PATH, st, idx, idx + 1)
+            crash_point("stats_row")
+            info = self._group[INFO_PATH]
+            if info.shape[0] != idx + 1:
+                info.resize((idx + 1,))
+            info[idx] = meta.dumps()
+            if self.fsync:
+                self._fsync_steps(INFO_PATH, info, idx, idx + 1)
+            crash_point("meta_row")
+            # LAST: the commit marker. Until this chunk lands, the episode does not exist for anyone.
+            ends_arr = self._group[ENDS_PATH]
+            ends_arr.resize((idx + 1,))
+            crash_point("ends_resized")
+            ends_arr[idx] = end
+        self._partials[idx] = partial
         # The episode is committed now (other processes may already see it): update our view before the
         # fsync below, so that an fsync error cannot make a later discard cut a committed episode.
         self._ends = np.append(self._ends, np.int64(end))
         self._meta.append(meta)
         if self.fsync:
-            self._fsync_steps(ENDS_PATH, ends_arr, idx, idx + 1)
+            with _disk_errors(self.path):
+                self._fsync_steps(ENDS_PATH, ends_arr, idx, idx + 1)
+        crash_point("committed")
         log.debug("committed episode %d: steps [%d, %d) source=%s", idx, start, end, meta.source)
         return idx
 
@@ -443,12 +494,85 @@ class TrajectoryStore:
         self.episode_slice(i)  # range check with a clear message
         return self._meta[i]
 
-    def episodes(self, source: str | None = None, success: bool | None = None, task: str | None = None) -> list[int]:
-        """Indices of committed episodes matching every given filter (None = any)."""
+    def episodes(self, source: str | None = None, success: bool | None = None, task: str | None = None,
+                 split: str | None = None, include_excluded: bool = False) -> list[int]:
+        """Indices of committed episodes matching every given filter (None = any).
+
+        Tombstoned (excluded) episodes are left out unless include_excluded; split: "train" | "val" (needs a
+        split rule, see set_split)."""
+        excluded = set() if include_excluded else self.excluded_episodes()
+        if split is not None and split not in _edits.SPLITS:
+            raise ValueError(f"split must be one of {_edits.SPLITS} or None, got {split!r}")
         return [i for i, m in enumerate(self._meta)
                 if (source is None or m.source == source)
                 and (success is None or m.success == success)
-                and (task is None or m.task == task)]
+                and (task is None or m.task == task)
+                and i not in excluded
+                and (split is None or self.split_of(i) == split)]
+
+    # ------------------------------------------------------------------ curation (edits.json)
+    def episode_uid(self, i: int) -> str:
+        """EpisodeMeta.episode_id, or a positional name for episodes committed before ids existed."""
+        m = self.episode_meta(i)
+        return m.episode_id or f"index:{i % self.n_episodes}"
+
+    def _reload_edits(self) -> None:
+        mt = _edits.mtime_ns(self.path)
+        if mt != self._edits_mtime_ns:
+            self._edits, self._edits_mtime_ns = _edits.load(self.path), mt
+
+    def excluded_episodes(self) -> set[int]:
+        """Indices of tombstoned episodes (as of the last refresh/edit)."""
+        ex = set(self._edits["excluded"])
+        if not ex:
+            return set()
+        return {i for i in range(self.n_episodes) if self.episode_uid(i) in ex}
+
+    def exclude(self, episodes, *, undo: bool = False) -> None:
+        """Tombstone episodes (they vanish from episodes(), stats() and the sampler, but stay on disk until
+        compact); undo=True brings them back. Works while a recorder appends (own lock, see edits.py)."""
+        self._check_open()
+        uids = [self.episode_uid(int(i)) for i in episodes]
+        with _edits.editing(self.path) as d:
+            cur = list(d["excluded"])
+            if undo:
+                d["excluded"] = [u for u in cur if u not in set(uids)]
+            else:
+                d["excluded"] = cur + [u for u in uids if u not in set(cur)]
+        self._edits, self._edits_mtime_ns = _edits.load(self.path), _edits.mtime_ns(self.path)
+        log.info("%s episodes %s in %s", "included" if undo else "excluded", list(episodes), self.path)
+
+    def include(self, episodes) -> None:
+        """Undo exclude()."""
+        self.exclude(episodes, undo=True)
+
+    def set_split(self, val_fraction: float, seed: int = 0) -> None:
+        """Store the train/validation split rule: an episode is "val" iff hash(seed, episode_id) < val_fraction.
+        Stored as metadata, so the assignment of existing episodes never changes as the store grows."""
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self._check_open()
+        with _edits.editing(self.path) as d:
+            d["split"] = {"seed": int(seed), "val_fraction": float(val_fraction)}
+        self._edits, self._edits_mtime_ns = _edits.load(self.path), _edits.mtime_ns(self.path)
+
+    @property
+    def split_rule(self) -> dict | None:
+        return self._edits.get("split")
+
+    def split_of(self, i: int) -> str:
+        """"train" or "val" for episode i; without a split rule every episode is "train"."""
+        rule = self._edits.get("split")
+        if not rule:
+            return "train"
+        return _edits.split_of(self.episode_uid(i), rule["seed"], rule["val_fraction"])
+
+    def info(self) -> dict:
+        """Root attributes (schema, robot_stack_version, created time) plus counts, for `robot-stack store info`."""
+        attrs = zarr.open_group(LocalStore(str(self.path), read_only=True), mode="r", zarr_format=3).attrs.asdict()
+        ex = self.excluded_episodes()
+        return {**attrs, "path": str(self.path), "episodes": self.n_episodes, "steps": self.n_steps,
+                "excluded_episodes": sorted(ex), "split": self.split_rule}
 
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         """(stop - start, *shape) steps of one key; only the committed range [0, n_steps) is readable."""
@@ -475,16 +599,50 @@ class TrajectoryStore:
         keys = list(self.schema.features) if keys is None else list(keys)
         return {k: self.read(k, s.start, s.stop) for k in keys}
 
-    def stats(self, key: str, episodes=None) -> dict[str, np.ndarray]:
-        """Per-dimension statistics over committed steps (all, or the given episode indices), float64:
-        mean, std, min, max, q01, q99 each of shape spec.shape; plus count (number of steps)."""
-        if episodes is None:
-            x = self.read(key, 0, self.n_steps)
-        else:
-            parts = [self.read(key, s.start, s.stop) for s in (self.episode_slice(i) for i in episodes)]
-            x = np.concatenate(parts) if parts else np.zeros((0, *self.schema.features[key].shape))
-        if len(x) == 0:
-            raise StoreError(f"no committed steps to compute statistics of {key!r} over")
+    def _stats_array(self, create: bool = False) -> zarr.Array | None:
+        try:
+            return self._group[STATS_PATH]
+        except KeyError:
+            if not create:
+                return None
+            # stores created before per-episode statistics existed: add the array on the first commit
+            arr = _create_stats_array(self._group["meta"])
+            if self.n_episodes:
+                arr.resize((self.n_episodes,))
+            return arr
+
+    def episode_partial_stats(self, i: int) -> dict:
+        """{key: partial summary} of committed episode i (stats.py); computed from the data for episodes that
+        were committed before the store kept them (or whose row is missing)."""
+        s = self.episode_slice(i)
+        i %= self.n_episodes
+        if i in self._partials:
+            return self._partials[i]
+        part = None
+        st = self._stats_array()
+        if st is not None and st.shape[0] > i:
+            part = _stats.loads(str(st[i]))
+        keys = _stats.stats_keys(self.schema.features)
+        if not part or any(k not in part for k in keys):
+            part = {k: _stats.partial_stats(self.read(k, s.start, s.stop)) for k in keys}
+        self._partials[i] = part
+        return part
+
+    def stats(self, key: str, episodes=None, *, exact: bool = False) -> dict[str, np.ndarray]:
+        """Per-dimension statistics of one key over committed, non-excluded episodes (or the given indices),
+        float64: mean, std, min, max, q01, q99 each of shape spec.shape; plus count (number of steps).
+
+        Float keys combine the per-episode partials written at commit (q01/q99 exact while episodes are
+        <= stats.SKETCH_SIZE steps, sketch-approximate beyond); exact=True or non-float keys read the data."""
+        if key not in self.schema.features:
+            raise KeyError(f"{key!r} is not a feature of store {self.path}; features: {sorted(self.schema.features)}")
+        eps = self.episodes() if episodes is None else [int(i) for i in episodes]
+        if not eps:
+            raise StoreError(f"no committed (non-excluded) episodes to compute statistics of {key!r} over")
+        shape = tuple(self.schema.features[key].shape)
+        if not exact and key in _stats.stats_keys(self.schema.features):
+            return _stats.combine([self.episode_partial_stats(i)[key] for i in eps], shape)
+        x = np.concatenate([self.read(key, s.start, s.stop) for s in (self.episode_slice(i) for i in eps)])
         x = x.astype(np.float64, copy=False)
         q01, q99 = np.quantile(x, [0.01, 0.99], axis=0)
         return {"mean": x.mean(axis=0), "std": x.std(axis=0), "min": x.min(axis=0), "max": x.max(axis=0),
@@ -543,6 +701,7 @@ def _init_group(path: Path, schema: StoreSchema) -> None:
                               compressors=_LOWDIM_CODEC, fill_value=0)
     meta = root.create_group("meta")
     meta.create_array("episode_info", shape=(0,), chunks=(META_CHUNK_ROWS,), dtype=str)
+    _create_stats_array(meta)
     meta.create_array("episode_ends", shape=(0,), chunks=(META_CHUNK_ROWS,), dtype="int64", fill_value=_ENDS_FILL)
     now_ns = time.time_ns()
     # Root attributes written last: _looks_like_store needs meta/episode_ends, _schema_from_attrs these.
@@ -554,9 +713,39 @@ def _init_group(path: Path, schema: StoreSchema) -> None:
     })
 
 
+def _create_stats_array(meta_group) -> zarr.Array:
+    return meta_group.create_array("episode_stats", shape=(0,), chunks=(1,), dtype=str)
+
+
+@contextlib.contextmanager
+def _disk_errors(path: Path):
+    """Turn a full disk / read-only filesystem into an operator-facing StoreError (the cause stays chained)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StoreError(
+                f"disk full while writing to store {path} ({e.strerror}); the episode being written is lost, "
+                "committed episodes are intact: free space on that disk (or move store= to a bigger disk), "
+                "then reopen the store in mode 'a' (it cuts back the partial episode)") from e
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StoreError(
+                f"cannot write to store {path}: {e.strerror}; the disk was remounted read-only or permissions "
+                "changed: check the disk (dmesg) and reopen the store in mode 'a'") from e
+        raise
+
+
 def _acquire_lock(path: Path) -> int:
     lock_path = path / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise StoreError(
+                f"cannot open {path} for appending: {e.strerror} ({lock_path}); the store is on read-only media or "
+                "not writable by this user: open it read-only with mode='r', or copy it to a writable disk and "
+                "record there") from e
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import make_episode
+from store_data import make_episode
 
 from robot_stack.store import EpisodeWriter, StoreLockedError, TrajectoryStore
 from robot_stack.types import ACTION_KEY, image_key
@@ -26,7 +26,7 @@ META = {"task": "wipe the table", "source": "sim"}
 WRITER = """
 import sys, time
 sys.path.insert(0, {here!r})
-from conftest import make_episode, make_schema
+from store_data import make_episode, make_schema
 from robot_stack.store import EpisodeWriter, TrajectoryStore
 store = TrajectoryStore.open_or_create({path!r}, make_schema(), fsync=False)
 mode = {mode!r}

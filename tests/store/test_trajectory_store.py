@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import zarr
-from conftest import make_episode, make_schema
+from store_data import make_episode, make_schema
 
 import robot_stack
 from robot_stack.store import (
