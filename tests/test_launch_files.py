@@ -81,9 +81,15 @@ def test_launch_nodes_match_the_profile(launch):
         assert n.arguments == spec.args and dict(n.env) == dict(expected.env) and n.required == spec.required
 
 
-def test_real_rigs_fail_with_a_clear_message():
-    with pytest.raises(ProfileError, match=r"rig widowx needs the real-rig drivers \(issue 6\)"):
-        launch_nodes("deploy", rig="widowx")
+@pytest.mark.parametrize("rig", ["widowx", "franka"])
+@pytest.mark.parametrize("launch", ["collect", "deploy"])
+def test_real_rigs_map_to_real_profiles(launch, rig):
+    profile, nodes = launch_nodes(launch, rig=rig)
+    assert profile.name == f"{rig}_{launch}" and nodes[0].executable == "rig"
+    assert all(f"rig={rig}" in n.arguments for n in nodes)
+
+
+def test_unknown_rigs_fail_with_a_clear_message():
     with pytest.raises(ProfileError, match="unknown rig 'ur5'.*sim_widowx"):
         launch_nodes("collect", rig="ur5")
 
@@ -156,10 +162,12 @@ def test_launch_file_builds_one_ros_node_per_profile_node(monkeypatch, launch):
         assert (kw["on_exit"] is not None) == spec.required
 
 
-def test_deploy_launch_file_passes_policy_and_overrides_and_rejects_real_rigs(monkeypatch):
+def test_deploy_launch_file_passes_policy_and_overrides_and_starts_real_rigs(monkeypatch):
     _, actions = _run_launch(monkeypatch, "deploy", policy="bc_v3", overrides="recorder.flush_every=8 seed=3")
     args = {a.kwargs["executable"]: a.kwargs["arguments"] for a in actions}
     assert args["inference"] == ["seed=3", f"{POLICY_OVERRIDE_KEY}=bc_v3"]
     assert args["recorder"] == ["recorder.flush_every=8", "seed=3"]
-    with pytest.raises(ProfileError, match="issue 6"):
-        _run_launch(monkeypatch, "deploy", rig="widowx")
+    _, actions = _run_launch(monkeypatch, "deploy", rig="widowx", policy="bc_v3")
+    args = {a.kwargs["executable"]: a.kwargs["arguments"] for a in actions}
+    assert args["rig"] == ["rig=widowx"] and args["inference"] == ["rig=widowx", f"{POLICY_OVERRIDE_KEY}=bc_v3"]
+    assert {a.kwargs["namespace"] for a in actions} == {"/wx250s"}

@@ -243,12 +243,10 @@ DEFAULT_RIG = "sim_widowx"
 # launch file -> rig:= value -> profile. Rigs listed in _PENDING_RIGS are known but not runnable yet.
 LAUNCH_PROFILES: dict[str, dict[str, str]] = {
     "sim_demo": {"sim_widowx": "sim_demo"},
-    "collect": {"sim_widowx": "sim_collect"},
-    "deploy": {"sim_widowx": "sim_deploy"},
+    "collect": {"sim_widowx": "sim_collect", "widowx": "widowx_collect", "franka": "franka_collect"},
+    "deploy": {"sim_widowx": "sim_deploy", "widowx": "widowx_deploy", "franka": "franka_deploy"},
 }
 _PENDING_RIGS = {
-    "widowx": "the real-rig drivers (issue 6)",
-    "franka": "the real-rig drivers (issue 6)",
     "sim_franka": "a simulated Franka rig (not written yet)",
 }
 # `policy:=X` becomes this hydra override for the inference node; a node that lacks the key fails

@@ -50,7 +50,7 @@ def generate(launch: str, rig_args: bool):
     if rig_args:
         args = [
             DeclareLaunchArgument("rig", default_value=DEFAULT_RIG,
-                                  description="sim_widowx (runnable now); widowx | franka | sim_franka later"),
+                                  description="sim_widowx | widowx | franka (real rigs read calibration/<rig>/); sim_franka later"),
             DeclareLaunchArgument("policy", default_value="",
                                   description="policy to deploy; becomes inference.policy=<value> for the "
                                               "inference node (profiles without one reject it)"),

@@ -26,6 +26,9 @@ SERVICES = {
     "estop": (SetBool, "sim_rig"),
     "recorder/start": (Trigger, "recorder"),
     "recorder/stop": (SetBool, "recorder"),
+    "recorder/discard": (Trigger, "recorder"),
+    "arm/recover": (Trigger, "rig"),
+    "arm/home": (Trigger, "rig"),
     "inference/enable": (SetBool, "inference"),
 }
 

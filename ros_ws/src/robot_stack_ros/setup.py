@@ -38,6 +38,8 @@ setup(
             "recorder = robot_stack.ros.recorder_node:main",
             "learner = robot_stack.ros.learner_node:main",
             "inference = robot_stack.ros.inference_node:main",
+            "rig = robot_stack.ros.rig_node:main",
+            "teleop = robot_stack.ros.teleop_node:main",
         ],
     },
 )
