@@ -39,7 +39,9 @@ test: setup
 
 # Slow measurements; each script writes a readable table under benchmarks/results/.
 bench: setup
-	$(BIN)/python benchmarks/bench_sim.py $(ARGS)
+	$(BIN)/python benchmarks/bench_sim.py
+	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_learner.py
 
 lint: setup
 	$(BIN)/ruff check robot_stack tests

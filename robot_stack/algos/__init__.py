@@ -1,1 +1,1 @@
-"""robot_stack.algos."""
+"""robot_stack.algos: learning algorithms (registered by name in `robot_stack.algos.base.ALGOS`)."""

@@ -8,6 +8,7 @@
     robot-stack collect rig=... task=... episodes=N [device=keyboard]   teleoperated data collection
     robot-stack cameras list              connected RealSense serials and V4L2 devices
     robot-stack store <command> ...       inspect/curate a trajectory store (robot-stack store --help)
+    robot-stack learn learner=calql store=... [overrides]   offline pre-training + online fine-tuning (no ROS)
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         from robot_stack.cli.supervisor import up_main
 
         return up_main(rest)
+    if cmd == "learn":
+        from robot_stack.errors import operator_errors
+        from robot_stack.learn.run import main as learn_main
+
+        try:
+            return learn_main(rest)
+        except operator_errors() as e:
+            print(f"[learn] {e}", file=sys.stderr)
+            return 2
     if cmd == "store":
         from robot_stack.cli.store import main as store_main
 

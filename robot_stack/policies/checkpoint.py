@@ -256,11 +256,15 @@ def _point_latest(root: Path, final_dir: Path) -> None:
 
 
 def save_checkpoint(policy: Policy, normalizer: Normalizer, schema: PolicySchema, root_dir: Path, version: int,
-                    step: int, parent: int | None = None, extra: dict[str, Any] | None = None) -> Path:
+                    step: int, parent: int | None = None, extra: dict[str, Any] | None = None,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
     """Write `root_dir/v{version:04d}` atomically and point `root_dir/latest` at it; returns its path.
 
     `schema` is the data's schema; the checkpoint keeps the observation keys the policy reads.
     Versions are monotonic: a version at or below an existing one is refused.
+    `extra_files` (name -> bytes, e.g. the RL learner's optimiser/RNG state as safetensors + JSON) are written
+    into the same directory and hashed in the manifest like every other file; loaders that do not know them
+    ignore them.
     """
     from safetensors.torch import save_file
 
@@ -283,9 +287,15 @@ def save_checkpoint(policy: Policy, normalizer: Normalizer, schema: PolicySchema
         _fsync_path(tmp_dir / MODEL_FILE)
         _write_synced(tmp_dir / NORMALIZER_FILE, _json_bytes(normalizer.to_json()))
         _write_synced(tmp_dir / SCHEMA_FILE, _json_bytes(ckpt_schema.to_json()))
+        extra_names = []
+        for name, data in (extra_files or {}).items():
+            if "/" in name or "\\" in name or name in ("", ".", "..", MANIFEST_FILE, *HASHED_FILES):
+                raise CheckpointError(f"extra checkpoint file name {name!r} is not allowed")
+            _write_synced(tmp_dir / name, data)
+            extra_names.append(name)
         manifest = Manifest(version=version, policy_type=policy.name, step=int(step), parent_version=parent,
                             created_ns=time.time_ns(), extra=dict(extra or {}),
-                            files={name: sha256_file(tmp_dir / name) for name in HASHED_FILES})
+                            files={name: sha256_file(tmp_dir / name) for name in (*HASHED_FILES, *extra_names)})
         _write_synced(tmp_dir / MANIFEST_FILE, _json_bytes(manifest.to_json()))
         _fsync_path(tmp_dir)
         _publish(tmp_dir, final_dir)

@@ -37,26 +37,21 @@ class LearnerNode(Node):
 
 def build(cfg):
     import torch
-    from omegaconf import OmegaConf
 
-    from robot_stack.learn.bc import LearnerConfig, LearnerService
+    from robot_stack.learn.services import service_builder
 
     # The learner shares 2 CPU cores with the sim, recorder and inference node: one thread keeps the
     # control loop on time. On a GPU box, raise it with learner.torch_threads.
     torch.set_num_threads(int(cfg.learner.get("torch_threads", 1)))
-    learner = OmegaConf.to_container(cfg.learner, resolve=True)
-    learner.pop("torch_threads", None)
-    learner.setdefault("task", str(cfg.task.language))
-    lcfg = LearnerConfig.from_dict(learner)
-    policy_cfg = OmegaConf.to_container(cfg.policy.config, resolve=True)
+    # learner.algo -> service builder by registry lookup (robot_stack.learn.services); unknown names fail here.
+    builder = service_builder(str(cfg.learner.algo))
 
     def factory(announce, progress):
-        return LearnerService(str(cfg.store), str(cfg.checkpoints), lcfg, policy_type=str(cfg.policy.type),
-                              policy_config=policy_cfg, announce=announce, on_progress=progress)
+        return builder(cfg, announce, progress)
 
     node = LearnerNode(factory, namespace=str(cfg.rig.namespace))
-    node.get_logger().info(f"learner up: {lcfg.algo} on {cfg.store} -> {cfg.checkpoints} "
-                           f"(starts at {lcfg.min_episodes} eligible episodes)")
+    node.get_logger().info(f"learner up: {cfg.learner.algo} on {cfg.store} -> {cfg.checkpoints} "
+                           f"(starts at {cfg.learner.min_episodes} eligible episodes)")
     return [node]
 
 

@@ -1,0 +1,128 @@
+"""Tiny end-to-end runs of every RL algorithm on a real tmp store: finite losses, checkpoints the inference
+PolicyRunner loads and acts with, exact resume after a crash, online tailing, and the torch.distributed path."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from robot_stack.inference.runner import PolicyRunner
+from robot_stack.learn.rl_service import TRAIN_STATE_FILE, RLLearnerConfig, RLLearnerService
+from robot_stack.policies.checkpoint import PolicySchema, load_policy, verify_checkpoint
+
+TASK_B = "take the cube out of the bowl"   # the second task of the rl_store fixture
+TINY_AC = {"arch": "resnet_tiny", "base_width": 8, "latent_dim": 16, "image_size_px": 32,
+           "actor_hidden_dims": [32, 32], "critic_hidden_dims": [32, 32], "cameras": ["front", "wrist"]}
+
+
+def _cfg(algo, tmp_path, **kw):
+    base = dict(algo=algo, policy_config=TINY_AC, offline_steps=6, checkpoint_every_steps=3, batch_size=8,
+                val_every_episode=3, val_every_steps=3, log_every_steps=3, min_episodes=2, poll_interval_s=0.05,
+                tensorboard_dir=str(tmp_path / f"tb_{algo}"))
+    base.update(kw)
+    return RLLearnerConfig(**base)
+
+
+def _check_runner(store, update):
+    runner = PolicyRunner(PolicySchema.from_store_schema(store.schema))
+    runner.request_load(update)
+    assert runner.wait_idle(30) and runner.stats.rejected == 0
+    obs = {k: v[0] for k, v in store.get_episode(0).items() if k.startswith("observation.")}
+    action = runner.step(obs)
+    runner.close()
+    assert runner.active_version == update.version and action.shape == (7,) and np.all(np.isfinite(action))
+    policy, _ = load_policy(update.path)
+    low, high = policy.action_bounds()
+    samples = policy.sample_actions(obs, 5)
+    assert samples.shape == (5, 7) and np.all(samples >= low - 1e-5) and np.all(samples <= high + 1e-5)
+    q = policy.q_values(obs, samples)
+    assert q.shape == (5,) and np.all(np.isfinite(q))
+
+
+@pytest.mark.parametrize("algo,extra", [
+    ("calql", {}),
+    ("cql", {"target_task": TASK_B, "target_switch_step": 3}),   # the PTR recipe: 100 % prior, then 90/10
+    ("bc_actor", {}),
+])
+def test_algorithm_end_to_end(rl_store, tmp_path, algo, extra):
+    path, store = rl_store(6)
+    progress = []
+    service = RLLearnerService(path, tmp_path / "ckpt", _cfg(algo, tmp_path, **extra), on_progress=progress.append)
+    updates = service.run()
+    assert [u.version for u in updates] == [1, 2]
+    assert all(math.isfinite(v) for m in service.metrics_history for v in m.values())
+    assert len(service.metrics_history) == 6 and [p["step"] for p in progress] == [3.0, 6.0]
+    assert progress[0]["perf/samples_per_s"] == pytest.approx(8 * progress[0]["perf/steps_per_s"])
+    if algo != "bc_actor":
+        for key in ("critic/cql_diff", "critic/td_loss", "critic/q_data", "actor/entropy", "actor/alpha"):
+            assert key in service.metrics_history[-1]
+        assert any("eval/val_q_data" in v and "eval/train_q_data" in v for v in service.val_history)
+    if algo == "calql":
+        assert 0.0 <= service.metrics_history[-1]["critic/bound_rate"] <= 1.0
+    if "target_task" in extra:
+        assert len(service.target_pool) > 0 and service.schedule.ratio_at(3) == 0.9
+    manifest = verify_checkpoint(updates[-1].path)
+    assert manifest.step == 6 and "optim.safetensors" in manifest.files and TRAIN_STATE_FILE in manifest.files
+    assert list((tmp_path / f"tb_{algo}").glob("events.out.tfevents.*"))
+    _check_runner(store, updates[-1])
+
+
+def _weights(path):
+    policy, _ = load_policy(path)
+    return {k: v.clone() for k, v in policy.state_dict().items()}
+
+
+def test_resume_is_exact(rl_store, tmp_path):
+    """6 steps straight == 3 steps, 'crash', resume from the v1 checkpoint, 3 more steps (same weights bit for bit)."""
+    path, _ = rl_store(5)
+    straight = RLLearnerService(path, tmp_path / "a", _cfg("calql", tmp_path, prefetch_depth=2)).run()
+    crashing = RLLearnerService(path, tmp_path / "b", _cfg("calql", tmp_path))
+    crashing.on_progress = lambda report: crashing.stop()   # "crash" right after step 3 (its checkpoint is v1)
+    assert [u.version for u in crashing.run()] == [1] and crashing.step == 3
+    resumed = RLLearnerService(path, tmp_path / "b", _cfg("calql", tmp_path, prefetch_depth=0)).run()
+    assert [u.version for u in resumed] == [1, 2]
+    state = json.loads((tmp_path / "b" / "v0002" / TRAIN_STATE_FILE).read_text())
+    assert state["step"] == 6 and state["phase"] == "done"
+    wa, wb = _weights(straight[-1].path), _weights(resumed[-1].path)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
+
+
+def test_online_finetuning_tails_the_store(rl_store, tmp_path):
+    path, store = rl_store(4)
+    cfg = _cfg("calql", tmp_path, offline_steps=3, online=True, online_steps=8, utd_ratio=1.0,
+               checkpoint_every_steps=4, reset_optimizers_online=True, val_every_steps=0)
+    service = RLLearnerService(path, tmp_path / "ckpt", cfg)
+    thread = service.start()
+    # Two policy episodes committed while the learner waits: 16 new transitions -> UTD 1 gives >= 8 steps.
+    rl_store.append(store, 10, n_steps=8, source="policy", success=True)
+    rl_store.append(store, 11, n_steps=8, source="policy", success=False)
+    service.join(60)
+    assert not thread.is_alive()
+    assert service.step == 11 and len(service.online_pool) == 16
+    # MC returns computed on commit (default PTR reward, γ .99): failure -> r_neg/(1 − γ); success ends at +10.
+    mc = service.online_pool.arrays["mc_return"]
+    assert np.isclose(mc[8:], -1.0 / (1 - 0.99)).all() and mc[7] == pytest.approx(10.0)
+    assert service.updates[-1].version >= 2 and verify_checkpoint(service.updates[-1].path).step == 11
+    _check_runner(store, service.updates[-1])
+
+
+def test_distributed_gloo_world_size_one(rl_store, tmp_path):
+    import torch.distributed as dist
+
+    path, _ = rl_store(4)
+    cfg = _cfg("cql", tmp_path, offline_steps=3, checkpoint_every_steps=3,
+               distributed={"backend": "gloo", "init_method": f"file://{tmp_path / 'pg'}", "world_size": 1,
+                            "rank": 0})
+    try:
+        service = RLLearnerService(path, tmp_path / "ckpt", cfg)
+        updates = service.run()
+        assert dist.is_initialized() and service.algo.grad_sync is not None
+        assert [u.version for u in updates] == [1]
+        assert all(math.isfinite(v) for m in service.metrics_history for v in m.values())
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,101 @@
+"""actor_critic policy: units, shapes at batch 1, FiLM/one-hot/language conditioning, checkpoints, text encoders."""
+
+import numpy as np
+import pytest
+import torch
+
+from robot_stack.policies.actor_critic import tanh_gaussian_log_prob
+from robot_stack.policies.base import make_policy
+from robot_stack.policies.checkpoint import load_policy, save_checkpoint
+from robot_stack.policies.encoders import EncoderSpec, FiLM, ImageEncoder, SpatialLearnedEmbeddings
+from robot_stack.policies.text_encoder import make_text_encoder
+
+TINY = {"arch": "resnet_tiny", "base_width": 8, "latent_dim": 16, "image_size_px": 32,
+        "actor_hidden_dims": [16], "critic_hidden_dims": [16, 16]}
+
+
+def test_spatial_learned_embeddings_by_hand():
+    sle = SpatialLearnedEmbeddings(channels=1, height=1, width=2, num_features=2)
+    with torch.no_grad():
+        sle.kernel.copy_(torch.tensor([[[[1.0, 0.0], [2.0, -1.0]]]]))   # K[c=0, h=0, w, f]
+    x = torch.tensor([[[[3.0, 5.0]]]])                                     # (B=1, C=1, H=1, W=2)
+    assert sle(x).tolist() == [[3 * 1 + 5 * 2, 3 * 0 + 5 * -1]]
+
+
+def test_encoder_batch_one_and_film_identity_at_init():
+    torch.manual_seed(0)
+    enc = ImageEncoder(EncoderSpec("resnet_tiny", 8, 4, 8, 16, 32), ("front",), cond_dim=3).eval()
+    x = torch.rand(1, 3, 32, 32)
+    z0 = enc({"front": x}, torch.zeros(1, 3))
+    z1 = enc({"front": x}, torch.ones(1, 3))
+    assert z0.shape == (1, 16) and torch.all(z0.abs() < 1)     # tanh bottleneck
+    torch.testing.assert_close(z0, z1)                           # zero-initialised FiLM is the identity
+    film = FiLM(2, 1)
+    with torch.no_grad():
+        film.proj.bias.copy_(torch.tensor([1.0, 0.5]))            # γ = 1, β = 0.5: x·2 + 0.5
+    assert film(torch.ones(1, 1, 1, 1), torch.zeros(1, 2)).item() == pytest.approx(2.5)
+
+
+def test_tanh_gaussian_log_prob_matches_change_of_variables():
+    u, mean, log_std = torch.tensor([[0.3, -0.7]]), torch.tensor([[0.1, 0.2]]), torch.tensor([[-0.5, 0.1]])
+    normal = torch.distributions.Normal(mean, log_std.exp()).log_prob(u)
+    expected = (normal - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+    torch.testing.assert_close(tanh_gaussian_log_prob(u, mean, log_std), expected)
+
+
+@pytest.mark.parametrize("conditioning", ["onehot", "language"])
+def test_policy_interface_and_checkpoint_roundtrip(tmp_path, normalizer, schema, obs, conditioning):
+    torch.manual_seed(0)
+    cfg = {**TINY, "conditioning": conditioning, "tasks": ["pick", "place"], "deploy_task": "place"}
+    if conditioning == "language":
+        enc = make_text_encoder({"name": "hashing", "dim": 12})
+        cfg["task_embedding_dim"] = enc.dim
+    policy = make_policy("actor_critic", cfg, normalizer).eval()
+    if conditioning == "language":
+        policy.task_embeddings.copy_(make_text_encoder({"name": "hashing", "dim": 12}).encode(["pick", "place"]))
+    a = policy.select_action(obs)
+    low, high = policy.action_bounds()
+    assert a.shape == (7,) and np.all(a >= low - 1e-5) and np.all(a <= high + 1e-5)
+    samples = policy.sample_actions(obs, 4)
+    assert samples.shape == (4, 7) and policy.q_values(obs, samples).shape == (4,)
+    # Units: physical -> [-1, 1] -> physical is the identity inside [q01, q99]; gripper 0/1 -> -1/+1.
+    phys = torch.tensor(np.stack([low * 0.5 + high * 0.5, low]), dtype=torch.float32)
+    norm_a = policy.to_policy_action(phys)
+    assert norm_a[1, 6] == -1.0 and torch.all(norm_a.abs() <= 1)
+    torch.testing.assert_close(policy.to_physical(norm_a)[:, :5], phys[:, :5], atol=1e-6, rtol=1e-5)
+    # BC loss (actor-only) is finite and differentiable.
+    batch = {k: torch.tensor(np.asarray(v)).unsqueeze(0).repeat(2, *[1] * np.asarray(v).ndim) for k, v in obs.items()}
+    batch["action"] = phys
+    loss, _ = policy.train().compute_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    path = save_checkpoint(policy.eval(), normalizer, schema, tmp_path / "ckpt", 1, step=3)
+    loaded, manifest = load_policy(path, expected_schema=schema)
+    np.testing.assert_allclose(loaded.select_action(obs), a, rtol=1e-5, atol=1e-6)
+    assert manifest.policy_type == "actor_critic" and loaded.config.deploy_task == "place"
+
+
+def test_text_encoders(tmp_path):
+    enc = make_text_encoder({"name": "hashing", "dim": 32})
+    e = enc.encode(["put the cube in the bowl", "put the cube in the bowl", "take the cube out of the bowl"])
+    assert e.shape == (3, 32)
+    torch.testing.assert_close(e[0], e[1])
+    assert float(e[0] @ e[2]) < 0.99 and float(e[0].norm()) == pytest.approx(1.0)
+    # A local HF-format directory without transformers: safetensors word embeddings + vocab.txt (static bag).
+    from safetensors.torch import save_file
+
+    vocab = ["[PAD]", "put", "cube", "bowl", "##s"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab))
+    table = torch.eye(5, 6)
+    save_file({"embeddings.word_embeddings.weight": table}, str(tmp_path / "model.safetensors"))
+    local = make_text_encoder({"name": "hf_local", "path": str(tmp_path)})
+    try:
+        import transformers  # noqa: F401
+        pytest.skip("transformers is installed: the static fallback is not used")
+    except ImportError:
+        pass
+    out = local.encode(["put cubes"])
+    # put -> row 1, cubes -> cube + ##s -> rows 2, 4: mean of three one-hot rows.
+    torch.testing.assert_close(out[0], (table[1] + table[2] + table[4]) / 3)
+    with pytest.raises(FileNotFoundError):
+        make_text_encoder({"name": "hf_local", "path": str(tmp_path / "missing")})
