@@ -6,8 +6,8 @@ whole episodes, so reading each shard file once and decoding its frames in a loo
 (benchmarks/results/store.md). Also: one open()+read() per shard is a consistent snapshot even while the
 writer atomically replaces that shard file (zarr reads the index and the chunk bytes separately).
 
-Only the layouts this store writes are handled (time-only chunking; blosc or no compressor; optional
-sharding with the index at the end); anything else returns None and the caller reads through zarr.
+Only the layouts this store writes are handled (time-only chunking; blosc or no compressor, or one JPEG per
+frame (codecs.JpegCodec); optional sharding with the index at the end); anything else returns None and the caller reads through zarr.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numcodecs
 import numpy as np
+
+from robot_stack.store import codecs as _codecs
 
 _EMPTY = np.uint64(2**64 - 1)
 
@@ -52,6 +54,11 @@ class ArrayReader:
         if tuple(self.inner[1:]) != self.frame_shape:
             return  # chunked in more than time
         names = [c["name"] for c in inner_codecs]
+        if names == [_codecs.CODEC_NAME] and self.inner[0] == 1:  # one JPEG per frame (codecs.JpegCodec)
+            self._decomp = _codecs.decode_frame
+            self.chunk_len = 1
+            self.ok = True
+            return
         if names[0] != "bytes" or inner_codecs[0].get("configuration", {}).get("endian", "little") != "little":
             return
         if names[1:] not in ([], ["blosc"], ["zstd"]):

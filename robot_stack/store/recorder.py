@@ -38,12 +38,12 @@ class RecorderError(RuntimeError):
 
 class EpisodeRecorder:
     def __init__(self, store, assembler: ObservationAssembler, task: str, phase: str | None = None,
-                 flush_every: int = 32):
+                 flush_every: int | None = None):
         self.store = store
         self.assembler = assembler
         self.task = task
         self.phase = phase
-        self.flush_every = flush_every
+        self.flush_every = flush_every  # None: the writer aligns background flushes to the image shard length
         self._active = False
         self._writer = None  # created at the first step, when the source (sim/teleop/policy) is known
         self._meta: dict = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,11 @@ SCHEMA_VERSION = 1
 # Keys whose values must be finite: a NaN action or state poisons normalisation statistics and every
 # policy trained on the store (DESIGN.md §4.7 "fail loudly at boundaries").
 FINITE_KEYS = (ACTION_KEY, STATE_KEY)
+
+
+DEFAULT_IMAGE_CODEC = "blosc-lz4"  # bit-exact and fastest to encode (benchmarks/results/store.md §4)
+DEFAULT_JPEG_QUALITY = 95
+_JPEG_RE = re.compile(r"^jpeg(?:-q(\d{1,3}))?$")
 
 
 class StoreError(RuntimeError):
@@ -46,9 +52,10 @@ class StoreSchema:
     cameras: tuple[str, ...] = ()
     calibration_ids: dict[str, str] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
-    # Storage choice for image keys (robot_stack.store.codecs.IMAGE_CODECS); not part of what the data
-    # *means*, so differences() ignores it: an existing store keeps the codec it was created with.
-    image_codec: str = "blosc-lz4"
+    # Storage choice for image keys ("blosc-lz4" | "jpeg" | "jpeg-q<N>", see robot_stack/store/codecs.py); not
+    # part of what the data *means*, so differences() ignores it: an existing store keeps the codec it was
+    # created with. Depth keys always stay lossless.
+    image_codec: str = DEFAULT_IMAGE_CODEC
 
     def __post_init__(self) -> None:
         self.control_hz = float(self.control_hz)
@@ -56,6 +63,7 @@ class StoreSchema:
         self.features = {str(k): v if isinstance(v, FeatureSpec) else FeatureSpec.from_json(v)
                          for k, v in self.features.items()}
         self.calibration_ids = {str(k): str(v) for k, v in dict(self.calibration_ids).items()}
+        parse_image_codec(self.image_codec)  # fail at construction, not at the first write
         if not self.features:
             raise StoreSchemaError("StoreSchema.features is empty; build it with robot_stack.types.rig_features(...)")
         for key, spec in self.features.items():
@@ -86,7 +94,7 @@ class StoreSchema:
             cameras=tuple(d.get("cameras", ())),
             calibration_ids=dict(d.get("calibration_ids", {})),
             schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
-            image_codec=str(d.get("image_codec", "blosc-lz4")),
+            image_codec=str(d.get("image_codec", DEFAULT_IMAGE_CODEC)),
         )
 
     @property
@@ -123,6 +131,19 @@ class StoreSchema:
                 "store schema mismatch:\n  " + "\n  ".join(diffs)
                 + "\nrecord into a new store (store=...) or use the rig config the store was created with"
             )
+
+
+def parse_image_codec(name: str) -> tuple[str, int | None]:
+    """'blosc-lz4' -> ('blosc-lz4', None); 'jpeg' -> ('jpeg', 95); 'jpeg-q90' -> ('jpeg', 90)."""
+    if name == "blosc-lz4":
+        return name, None
+    m = _JPEG_RE.match(str(name))
+    if m:
+        q = int(m.group(1)) if m.group(1) else DEFAULT_JPEG_QUALITY
+        if 1 <= q <= 100:
+            return "jpeg", q
+    raise StoreSchemaError(f"unknown image_codec {name!r}; use 'blosc-lz4' (lossless, default), 'jpeg' "
+                           f"(quality {DEFAULT_JPEG_QUALITY}) or 'jpeg-q<1..100>'")
 
 
 def _opt_str(v) -> str | None:

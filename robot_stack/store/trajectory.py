@@ -18,7 +18,8 @@ Layout of one store (a zarr v3 group on local disk):
 
 Commit protocol (append_episode / EpisodeWriter.commit):
 
-    1. resize + write data/<key> past the committed end      (EpisodeWriter does this every flush_every steps)
+    1. resize + write data/<key> past the committed end      (EpisodeWriter's flusher thread does this
+                                                              in shard-aligned batches during the episode)
     2. fsync the chunk/shard files, array metadata and directories of that step range
     3. append + fsync the episode's rows in meta/episode_stats and meta/episode_info
     4. LAST: append + fsync the new end in meta/episode_ends  -> the episode exists from this moment
@@ -58,6 +59,7 @@ from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
 import robot_stack
+from robot_stack.store import codecs as _codecs
 from robot_stack.store import edits as _edits
 from robot_stack.store import stats as _stats
 from robot_stack.store.faults import crash_point
@@ -81,8 +83,9 @@ IMAGE_FRAMES_PER_SHARD = 64  # 64 x 480x640x3 ~ 59 MB per shard before compressi
 LOWDIM_CHUNK_STEPS = 1024
 META_CHUNK_ROWS = 1024
 _ENDS_FILL = -1  # an episode_ends entry that was never written reads as -1 -> "not committed"
-# Images are already high-entropy; lz4 keeps the recorder real-time at 30 Hz. Low-dim compresses well with zstd.
-_IMAGE_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle")
+# Image keys use the store's image_codec (codecs.image_codec_kwargs); depth stays lossless lz4 (JPEG would
+# smear depth edges); low-dim compresses well with zstd.
+_DEPTH_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle")
 _LOWDIM_CODEC = BloscCodec(cname="zstd", clevel=5, shuffle="shuffle")
 
 _CREATE_HINT = ("create one with TrajectoryStore.create(path, schema) (the recorder does this: "
@@ -216,6 +219,7 @@ class TrajectoryStore:
         try:
             attrs = zarr.open_group(LocalStore(str(path), read_only=True), mode="r", zarr_format=3).attrs.asdict()
             schema = _schema_from_attrs(path, attrs)
+            _codecs.ensure_readable(path, schema.image_codec)
             store = cls(path, schema, mode, fsync, lock_fd)
             if mode == "a":
                 store.recovery = store._recover()
@@ -406,7 +410,8 @@ class TrajectoryStore:
                 if arr.shape[0] != stop:
                     arr.resize((stop, *arr.shape[1:]))
                 arr[start:stop] = col
-        crash_point("data_written")
+            # Inside _disk_errors: a test's fault hook raising ENOSPC here reads like a real full disk.
+            crash_point("data_written")
 
     def _commit_episode(self, meta: EpisodeMeta, start: int, n: int) -> int:
         """Steps 2-4 of the commit protocol for data already written at [start, start+n)."""
@@ -694,8 +699,10 @@ def _init_group(path: Path, schema: StoreSchema) -> None:
         shape = (0, *spec.shape)
         if is_image_key(key):
             frame = (1, *spec.shape)
+            codec = (_codecs.image_codec_kwargs(schema.image_codec) if key.startswith(IMAGE_PREFIX)
+                     else {"compressors": _DEPTH_CODEC})
             data.create_array(key, shape=shape, chunks=frame, shards=(IMAGE_FRAMES_PER_SHARD, *spec.shape),
-                              dtype=spec.dtype, compressors=_IMAGE_CODEC, fill_value=0)
+                              dtype=spec.dtype, fill_value=0, **codec)
         else:
             data.create_array(key, shape=shape, chunks=(LOWDIM_CHUNK_STEPS, *spec.shape), dtype=spec.dtype,
                               compressors=_LOWDIM_CODEC, fill_value=0)

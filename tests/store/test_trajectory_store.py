@@ -149,6 +149,7 @@ def test_episode_writer_incremental_commit_and_discard(tmp_path, schema):
         # timestamps arrive as scalars (np.int64 or int), exactly as the recorder produces them
         w.add_step({k: (int(v[t]) if v.ndim == 1 else v[t]) for k, v in ep.items()})
         assert w.n_steps == t + 1
+    w.wait_flushed()  # the background flusher wrote every full batch of 4 (steps 0..19); 3 stay in RAM
     # Flushed steps sit past the committed end but are not part of the store yet.
     assert store.n_episodes == 0
     assert zarr.open_group(str(path), mode="r")[f"data/{ACTION_KEY}"].shape[0] == 20
@@ -165,6 +166,8 @@ def test_episode_writer_incremental_commit_and_discard(tmp_path, schema):
     w2 = EpisodeWriter(store, META, flush_every=4)
     for t in range(10):
         w2.add_step({k: v[t] for k, v in make_episode(6, n_steps=10).items()})
+    w2.wait_flushed()
+    assert zarr.open_group(str(path), mode="r")[f"data/{ACTION_KEY}"].shape[0] == 23 + 9  # aligned: 24, 28, 32
     w2.discard()
     assert zarr.open_group(str(path), mode="r")[f"data/{ACTION_KEY}"].shape[0] == 23
 
