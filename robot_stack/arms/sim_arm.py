@@ -1,4 +1,4 @@
-"""The MuJoCo arm as an `Arm` driver: the rest of the graph cannot tell it from a real WidowX."""
+"""The MuJoCo arm (WidowX or Panda) as an `Arm` driver: the rest of the graph cannot tell it from a real arm."""
 
 from __future__ import annotations
 

@@ -67,6 +67,7 @@ class Profile:
     nodes: tuple[NodeSpec, ...]
     source: str = ""  # the YAML it was read from, for error messages
     overrides: tuple[str, ...] = field(default=())  # as given to load_profile, before routing
+    pinned_namespace: bool = False  # True when the YAML names a namespace instead of taking the rig's
 
     def node(self, name: str) -> NodeSpec:
         for n in self.nodes:
@@ -120,8 +121,40 @@ def load_profile(name_or_path: str | os.PathLike, overrides: Sequence[str] = ())
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ProfileError(f"profile {source}: not valid YAML: {e}") from None
-    profile = _parse(name, data, source)
-    return apply_overrides(profile, overrides)
+    profile = apply_overrides(_parse(name, data, source), overrides)
+    if profile.pinned_namespace:
+        return profile
+    return replace(profile, namespace=rig_namespace(profile))
+
+
+def rig_namespace(profile: Profile) -> str:
+    """The ROS namespace of the rig the profile's nodes are configured with (`rig=` / `rig.namespace=` args,
+    later args winning as in hydra; default rig otherwise). Every node must name the same rig."""
+    per_node: dict[str, tuple[str, str | None]] = {}
+    for n in profile.nodes:
+        rig, ns = DEFAULT_RIG, None
+        for arg in n.args:
+            key, _, value = arg.partition("=")
+            if key == "rig":
+                rig = value
+            elif key == "rig.namespace":
+                ns = value
+        per_node[n.name] = (rig, ns)
+    if len(set(per_node.values())) > 1:
+        raise ProfileError(f"profile {profile.name}: nodes are configured with different rigs {per_node}; "
+                           "give rig=... once for all nodes")
+    rig, ns = next(iter(per_node.values()))
+    if ns:
+        return ns
+    rig_file = resources.files("robot_stack.conf").joinpath("rig", f"{rig}.yaml")
+    if not rig_file.is_file():
+        known = sorted(p.name[:-5] for p in resources.files("robot_stack.conf").joinpath("rig").iterdir()
+                       if p.name.endswith(".yaml"))
+        raise ProfileError(f"unknown rig {rig!r}; known rigs: {', '.join(known)}")
+    namespace = (yaml.safe_load(rig_file.read_text()) or {}).get("namespace")
+    if not isinstance(namespace, str) or not namespace.startswith("/"):
+        raise ProfileError(f"rig {rig}: conf/rig/{rig}.yaml needs an absolute `namespace` like /wx250s")
+    return namespace
 
 
 def _parse(name: str, data: object, source: str) -> Profile:
@@ -133,11 +166,12 @@ def _parse(name: str, data: object, source: str) -> Profile:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise fail(f"unknown keys {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
-    for key in ("namespace", "nodes"):
-        if key not in data:
-            raise fail(f"missing key {key!r}")
-    namespace = data["namespace"]
-    if not isinstance(namespace, str) or not namespace.startswith("/"):
+    if "nodes" not in data:
+        raise fail("missing key 'nodes'")
+    # Normally absent: the namespace is the rig's (conf/rig/<rig>.yaml), derived after overrides are applied,
+    # so `rig=sim_franka` moves every node to /panda. A profile may still pin one explicitly.
+    namespace = data.get("namespace")
+    if namespace is not None and (not isinstance(namespace, str) or not namespace.startswith("/")):
         raise fail(f"namespace must be an absolute ROS namespace like /wx250s, got {namespace!r}")
     env = data.get("env") or {}
     if not isinstance(env, dict):
@@ -174,8 +208,8 @@ def _parse(name: str, data: object, source: str) -> Profile:
         if n.name in seen:
             raise fail(f"duplicate node name {n.name!r}; each node needs its own name (log file, prefix)")
         seen.add(n.name)
-    return Profile(name=name, description=str(data.get("description", "")), namespace=namespace,
-                   env=env, nodes=tuple(nodes), source=source)
+    return Profile(name=name, description=str(data.get("description", "")), namespace=namespace or "",
+                   env=env, nodes=tuple(nodes), source=source, pinned_namespace=namespace is not None)
 
 
 def _override_key(override: str) -> str:
@@ -243,12 +277,12 @@ DEFAULT_RIG = "sim_widowx"
 # launch file -> rig:= value -> profile. Rigs listed in _PENDING_RIGS are known but not runnable yet.
 LAUNCH_PROFILES: dict[str, dict[str, str]] = {
     "sim_demo": {"sim_widowx": "sim_demo"},
-    "collect": {"sim_widowx": "sim_collect", "widowx": "widowx_collect", "franka": "franka_collect"},
-    "deploy": {"sim_widowx": "sim_deploy", "widowx": "widowx_deploy", "franka": "franka_deploy"},
+    "collect": {"sim_widowx": "sim_collect", "sim_franka": "sim_collect", "widowx": "widowx_collect",
+                "franka": "franka_collect"},
+    "deploy": {"sim_widowx": "sim_deploy", "sim_franka": "sim_deploy", "widowx": "widowx_deploy",
+               "franka": "franka_deploy"},
 }
-_PENDING_RIGS = {
-    "sim_franka": "a simulated Franka rig (not written yet)",
-}
+_PENDING_RIGS: dict[str, str] = {}
 # `policy:=X` becomes this hydra override for the inference node; a node that lacks the key fails
 # loudly in hydra rather than silently running a different policy.
 POLICY_OVERRIDE_KEY = "inference.policy"
@@ -287,7 +321,8 @@ def launch_nodes(launch: str, rig: str = DEFAULT_RIG, policy: str = "",
     a profile without an inference node rejects it.
     """
     profile_name = launch_profile_name(launch, rig)
-    extra = list(overrides)
+    # The sim profiles serve several sim rigs: name the rig so the nodes (and the namespace) follow it.
+    extra = [f"rig={rig}", *overrides] if rig != DEFAULT_RIG else list(overrides)
     if policy:
         if "inference" not in load_profile(profile_name).node_names:
             raise ProfileError(f"policy:={policy} given, but profile {profile_name} runs no inference node")

@@ -1,4 +1,4 @@
-"""Sim rig process: arm node + camera node + sim control (reset, ground truth, scripted expert) over ONE
+"""Sim rig process (WidowX or Panda, from the rig config): arm node + camera node + sim control (reset, ground truth, scripted expert) over ONE
 MuJoCo simulation, composed in one process and one single-threaded executor so the model state is
 never touched from two threads.
 
@@ -24,6 +24,19 @@ from robot_stack.ros import conversions as conv
 from robot_stack.ros.qos import COMMAND
 
 EXPERT_SOURCE = "sim:scripted_expert"
+# rig.robot -> sim model, for rig configs that do not name `sim_arm` (sim_widowx.yaml predates it).
+ROBOT_TO_SIM_ARM = {"wx250s": "widowx", "widowx": "widowx", "panda": "panda", "fr3": "panda"}
+
+
+def sim_arm_of(rig) -> str:
+    """Which robot_stack.sim model a rig config drives: `rig.sim_arm`, else from `rig.robot`."""
+    arm = rig.get("sim_arm") if hasattr(rig, "get") else None
+    if arm:
+        return str(arm)
+    robot = str(rig.robot)
+    if robot not in ROBOT_TO_SIM_ARM:
+        raise ValueError(f"rig.robot {robot!r} has no sim model; set rig.sim_arm to one of widowx, panda")
+    return ROBOT_TO_SIM_ARM[robot]
 
 
 class SimControlNode(Node):
@@ -100,7 +113,10 @@ def build(cfg):
                          "(set rig.cameras.<name>.height and width to one value)")
     size_px = next(iter(sizes))[0]
     sim = TabletopSim(SimConfig(image_size_px=size_px, cameras=tuple(cams), control_hz=float(rig.control_hz),
-                                seed=int(cfg.seed), task=str(cfg.task.name)))
+                                seed=int(cfg.seed), task=str(cfg.task.name), arm=sim_arm_of(rig)))
+    if len(sim.joint_names) != int(rig.n_joints):
+        raise ValueError(f"rig {rig.name}: n_joints={rig.n_joints} but the {sim.arm_spec.name} sim arm has "
+                         f"{len(sim.joint_names)} joints; fix rig.n_joints (the store schema depends on it)")
     sim.reset(seed=int(cfg.seed))
     arm = SimArm(sim)
     controller = ArmController(arm, SafetyConfig.from_mapping(rig.safety))

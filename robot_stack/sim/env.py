@@ -1,4 +1,5 @@
-"""TabletopSim: the simulated WidowX 250s rig (arm + cameras + cube + bowl) behind a small plain-Python API.
+"""TabletopSim: a simulated arm (WidowX 250s or Franka Panda, `SimConfig.arm`) on the toy-kitchen table
+(robot_stack.sim.kitchen) behind a small plain-Python API.
 
 One control step (`apply_ee_delta`, 1 / control_hz seconds):
 
@@ -17,26 +18,29 @@ One control step (`apply_ee_delta`, 1 / control_hz seconds):
               returns the delta actually commanded (achieved target delta + gripper), float32 (7,)
 
 The commanded target pose is kept between steps (not re-read from the measured pose), so a zero action
-holds the arm still instead of letting it creep under contact loads.
+holds the arm still instead of letting it creep under contact loads. For a redundant arm (Panda, 7 joints) the
+IK adds a small null-space pull towards the home posture so the elbow does not drift over long runs.
+
+Reset-free mode (`SimConfig.reset_free`): `reset()` only homes the arm; the objects stay where the robot left
+them. Only `intervene()` (a person or test putting the scene back, counted in `n_interventions`) re-places
+them. `irreversible()` names objects that fell off the table or left the arm's reach.
+
+Randomisation (all off by default, seeded by the reset seed, drawn after the layout so a layout never
+depends on it): object/table colours, light intensity, front-camera pose jitter, static distractors.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import mujoco
 import numpy as np
 
-from robot_stack.sim import rotations
+from robot_stack.sim import kitchen, rotations
+from robot_stack.sim.robots import get_arm_spec
 from robot_stack.sim.tasks import get_task
-from robot_stack.sim.widowx_model import (
-    ARM_JOINT_NAMES,
-    CAMERA_NAMES,
-    FINGER_CLOSED_M,
-    FINGER_OPEN_M,
-    build_widowx_scene_xml,
-)
+from robot_stack.sim.widowx_model import CAMERA_NAMES
 from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX
 
 log = logging.getLogger(__name__)
@@ -50,16 +54,18 @@ IK_MAX_ITERS = 50
 IK_POS_TOL_M = 1e-5
 IK_ROT_TOL_RAD = 1e-4
 IK_MAX_JOINT_STEP_RAD = 0.3
-# URDF <limit velocity> of every arm joint (rad/s): a target the IK puts further away is approached at
-# this speed over several steps (e.g. a wrist flip near a singularity) instead of being jumped to.
-MAX_JOINT_SPEED_RAD_S = np.pi
+# Null-space gain (per IK iteration) pulling a redundant arm towards its home posture.
+IK_NULLSPACE_GAIN = 0.05
 # Fraction of a control step over which the joint targets ramp (the rest lets the servos settle).
 CTRL_RAMP_FRACTION = 0.6
 # Physics steps after placing objects at reset so contacts settle before the first observation.
 SETTLE_STEPS = 25
-# Home: gripper pointing straight down 16 cm above the table, between the cube and the bowl regions.
+# Home (kitchen frame): gripper pointing straight down 16 cm above the table, between the cube and the bowl.
 HOME_EE_POS_M = (0.25, 0.0, 0.16)
-HOME_IK_SEED_RAD = (0.0, 0.0, 0.5, 0.0, 1.0, 0.0)
+# Irreversible states: an object below this height fell off the table; beyond the workspace box (xy) by
+# this margin the arm cannot reach it any more.
+OFF_TABLE_Z_M = -0.05
+OUT_OF_REACH_MARGIN_M = 0.03
 
 
 @dataclass
@@ -69,53 +75,80 @@ class SimConfig:
     control_hz: float = 5.0
     seed: int = 0
     task: str = "put_cube_in_bowl"
-    # End-effector target box (base frame, metres). z min keeps the finger tips (15.6 mm below the ee
-    # point) just above the table.
-    workspace_min_m: tuple[float, float, float] = (0.10, -0.35, 0.017)
-    workspace_max_m: tuple[float, float, float] = (0.50, 0.35, 0.40)
+    arm: str = "widowx"  # "widowx" | "panda" (robot_stack.sim.robots)
+    # End-effector target box (base frame, metres); None = the arm's own (ArmSpec.workspace_*). For the
+    # WidowX the z min keeps the finger tips (15.6 mm below the ee point) just above the table.
+    workspace_min_m: tuple[float, float, float] | None = None
+    workspace_max_m: tuple[float, float, float] | None = None
+    reset_free: bool = False
+    # Randomisation knobs (0 = off): colour jitter (+- per RGB channel), light intensity jitter (+- fraction),
+    # front-camera position jitter (+- m per axis) and how many static distractors stand on the table.
+    color_jitter: float = 0.0
+    light_jitter: float = 0.0
+    camera_jitter_m: float = 0.0
+    n_distractors: int = 0
 
 
 class TabletopSim:
-    """The MuJoCo WidowX 250s table-top scene (see module docstring for one control step)."""
+    """The MuJoCo kitchen table-top scene with one arm (see module docstring for one control step)."""
 
     def __init__(self, config: SimConfig | None = None):
-        self.config = config or SimConfig()
-        cfg = self.config
+        cfg = config or SimConfig()
+        spec = get_arm_spec(cfg.arm)
+        self.arm_spec = spec
+        cfg = replace(cfg, workspace_min_m=tuple(cfg.workspace_min_m or spec.workspace_min_m),
+                      workspace_max_m=tuple(cfg.workspace_max_m or spec.workspace_max_m))
+        self.config = cfg
         if cfg.control_hz <= 0:
             raise ValueError(f"control_hz must be positive, got {cfg.control_hz}")
         unknown = [c for c in cfg.cameras if c not in CAMERA_NAMES]
         if unknown:
             raise ValueError(f"unknown sim camera(s) {unknown}; known cameras: {', '.join(CAMERA_NAMES)}")
+        if not 0 <= cfg.n_distractors <= kitchen.MAX_DISTRACTORS:
+            raise ValueError(f"n_distractors must be 0..{kitchen.MAX_DISTRACTORS}, got {cfg.n_distractors}")
         self._task = get_task(cfg.task)
-        self.model = mujoco.MjModel.from_xml_string(build_widowx_scene_xml(cfg.image_size_px))
+        self.model = mujoco.MjModel.from_xml_string(spec.build_xml(cfg.image_size_px))
         self.data = mujoco.MjData(self.model)
         self._ik_data = mujoco.MjData(self.model)  # scratch: IK never touches the simulated state
         m = self.model
-        self.joint_names: tuple[str, ...] = ARM_JOINT_NAMES
-        arm_joint_ids = [m.joint(n).id for n in ARM_JOINT_NAMES]
+        self.joint_names: tuple[str, ...] = spec.joint_names
+        arm_joint_ids = [m.joint(n).id for n in spec.joint_names]
         self._arm_qadr = np.array([m.jnt_qposadr[j] for j in arm_joint_ids])
         self._arm_dofadr = np.array([m.jnt_dofadr[j] for j in arm_joint_ids])
         self._arm_lo_rad = m.jnt_range[arm_joint_ids, 0].copy()
         self._arm_hi_rad = m.jnt_range[arm_joint_ids, 1].copy()
-        self._arm_act = np.array([m.actuator(n).id for n in ARM_JOINT_NAMES])
-        self._gripper_act = m.actuator("gripper").id
-        self._left_finger_qadr = m.jnt_qposadr[m.joint("left_finger").id]
-        self._right_finger_qadr = m.jnt_qposadr[m.joint("right_finger").id]
-        self._cube_qadr = m.jnt_qposadr[m.joint("cube").id]
-        self._bowl_mocap = m.body_mocapid[m.body("bowl").id]
-        self._ee_site = m.site("ee_gripper").id
+        self._arm_act = np.array([m.actuator(n).id for n in spec.actuator_names])
+        self._gripper_act = m.actuator(spec.gripper_actuator).id
+        self._gripper_qadr = m.jnt_qposadr[m.joint(spec.gripper_joint).id]
+        self._gripper_reset = [(m.jnt_qposadr[m.joint(j).id], q) for j, q in spec.gripper_reset_qpos]
+        self._free_qadr = {n: m.jnt_qposadr[m.joint(n).id] for n in kitchen.GRASPABLE}
+        self._mocap = {n: m.body_mocapid[m.body(n).id] for n in kitchen.CONTAINERS}
+        self._distractor_mocap = [m.body_mocapid[m.body(f"distractor{i}").id] for i in range(kitchen.MAX_DISTRACTORS)]
+        self._cube_qadr = self._free_qadr["cube"]
+        self._bowl_mocap = self._mocap["bowl"]
+        self._ee_site = m.site(spec.ee_site).id
+        self._origin_m = np.array([*spec.kitchen_origin_xy_m, 0.0])
         self._n_substeps = max(1, round(1.0 / (cfg.control_hz * m.opt.timestep)))
         self._n_ramp = max(1, int(CTRL_RAMP_FRACTION * self._n_substeps))
-        self._max_joint_step_rad = MAX_JOINT_SPEED_RAD_S / cfg.control_hz
+        self._max_joint_step_rad = np.asarray(spec.max_joint_speed_rad_s) / cfg.control_hz
         self._workspace_min_m = np.asarray(cfg.workspace_min_m, dtype=np.float64)
         self._workspace_max_m = np.asarray(cfg.workspace_max_m, dtype=np.float64)
         self._renderers: dict[int, mujoco.Renderer] = {}
+        # Defaults the randomisation perturbs (restored first at every reset, so it never accumulates).
+        self._rgba0 = m.geom_rgba.copy()
+        self._light_diffuse0 = m.light_diffuse.copy()
+        self._front_cam = m.camera("front").id
+        self._front_cam_pos0 = m.cam_pos[self._front_cam].copy()
+        self._rest_q_rad = np.asarray(spec.home_ik_seed_rad, dtype=np.float64)
         self._home_q_rad, _, _ = self._solve_ik(
-            np.asarray(HOME_EE_POS_M), rotations.top_down_mat(0.0), np.asarray(HOME_IK_SEED_RAD))
+            np.asarray(HOME_EE_POS_M) + self._origin_m, rotations.top_down_mat(0.0), self._rest_q_rad)
+        self._rest_q_rad = self._home_q_rad.copy()
         self._rng = np.random.default_rng(cfg.seed)
         self._q_cmd_rad = self._home_q_rad.copy()
         self._target_pos_m = np.zeros(3)
         self._target_mat = np.eye(3)
+        self.n_interventions = 0
+        self._placed = False
         self.reset(cfg.seed)
 
     # ---------------------------------------------------------------- episode
@@ -125,6 +158,11 @@ class TabletopSim:
         return self._task.name
 
     @property
+    def task_spec(self):
+        """The configured robot_stack.sim.tasks.Task (phase, reverse task, held-out flag, ...)."""
+        return self._task
+
+    @property
     def language(self) -> str:
         return self._task.language
 
@@ -132,39 +170,111 @@ class TabletopSim:
     def max_episode_steps(self) -> int:
         return self._task.max_steps
 
+    @property
+    def kitchen_origin_m(self) -> np.ndarray:
+        """(3,) the kitchen frame's origin in the arm base frame (tasks and layouts use the kitchen frame)."""
+        return self._origin_m.copy()
+
     def set_task(self, name: str) -> None:
         """Switch the task (instruction + success check) without touching the scene: reset-free practice."""
         self._task = get_task(name)
 
     def reset(self, seed: int | None = None) -> None:
-        """Home the arm (gripper open) and place the objects from the task's initial-state distribution.
+        """Home the arm (gripper open) and, unless reset-free, place the objects from the task's distribution.
 
-        With a seed the placement is reproducible; without one the sim's own generator continues.
+        With a seed the placement is reproducible; without one the sim's own generator continues. In reset-free
+        mode the objects stay where they are (placed once at construction; `intervene()` re-places them).
         """
         if seed is not None:
             self._rng = np.random.default_rng(seed)
+        if self.config.reset_free and self._placed:
+            self._home_arm()
+            return
+        self._place_scene()
+
+    def intervene(self, seed: int | None = None) -> None:
+        """A person resets the scene (objects from the task's distribution, arm home); counted in n_interventions."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self.n_interventions += 1
+        self._place_scene()
+
+    def _place_scene(self) -> None:
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
-        d.qpos[self._arm_qadr] = self._home_q_rad
-        d.qpos[self._left_finger_qadr] = FINGER_OPEN_M
-        d.qpos[self._right_finger_qadr] = -FINGER_OPEN_M
-        d.ctrl[self._arm_act] = self._home_q_rad
-        d.ctrl[self._gripper_act] = FINGER_OPEN_M
         layout = self._task.sample_layout(self._rng)
-        d.qpos[self._cube_qadr:self._cube_qadr + 3] = layout.cube_pos_m
-        d.qpos[self._cube_qadr + 3:self._cube_qadr + 7] = rotations.yaw_to_quat_wxyz(layout.cube_yaw_rad)
-        d.mocap_pos[self._bowl_mocap] = [layout.bowl_xy_m[0], layout.bowl_xy_m[1], 0.0]
-        d.mocap_quat[self._bowl_mocap] = [1.0, 0.0, 0.0, 0.0]
+        for name, adr in self._free_qadr.items():
+            x, y, z, yaw = layout.poses[name]
+            d.qpos[adr:adr + 3] = np.array([x, y, z]) + self._origin_m
+            d.qpos[adr + 3:adr + 7] = rotations.yaw_to_quat_wxyz(yaw)
+        for name, mid in self._mocap.items():
+            d.mocap_pos[mid] = np.array([*layout.poses[name][:2], 0.0]) + self._origin_m
+            d.mocap_quat[mid] = [1.0, 0.0, 0.0, 0.0]
+        self._randomize()
+        self._placed = True
+        self._home_arm(settle=True)
+
+    def _home_arm(self, settle: bool = False) -> None:
+        m, d = self.model, self.data
+        d.qpos[self._arm_qadr] = self._home_q_rad
+        d.qvel[self._arm_dofadr] = 0.0
+        for adr, q in self._gripper_reset:
+            d.qpos[adr] = q
+        d.ctrl[self._arm_act] = self._home_q_rad
+        d.ctrl[self._gripper_act] = self.arm_spec.gripper_ctrl_open
         mujoco.mj_forward(m, d)
-        mujoco.mj_step(m, d, nstep=SETTLE_STEPS)
+        if settle:
+            mujoco.mj_step(m, d, nstep=SETTLE_STEPS)
         d.time = 0.0
         self._q_cmd_rad = self._home_q_rad.copy()
         self._target_pos_m, self._target_mat = self._fk(self._q_cmd_rad)
 
+    def _randomize(self) -> None:
+        """Colours, light, camera pose and distractors from the sim's generator (after the layout draw)."""
+        m, cfg, rng = self.model, self.config, self._rng
+        m.geom_rgba[:] = self._rgba0
+        m.light_diffuse[:] = self._light_diffuse0
+        m.cam_pos[self._front_cam] = self._front_cam_pos0
+        if cfg.color_jitter > 0:
+            for name in (*kitchen.OBJECT_NAMES, "table"):
+                body_or_geom = [g for g in range(m.ngeom)
+                                if m.geom_bodyid[g] == m.body(name).id] if name != "table" else [m.geom("table").id]
+                delta = rng.uniform(-cfg.color_jitter, cfg.color_jitter, size=3)
+                for g in body_or_geom:
+                    m.geom_rgba[g, :3] = np.clip(self._rgba0[g, :3] + delta, 0.0, 1.0)
+        if cfg.light_jitter > 0:
+            m.light_diffuse[:] = np.clip(self._light_diffuse0 * (1 + rng.uniform(-cfg.light_jitter, cfg.light_jitter)),
+                                         0.0, 1.0)
+        if cfg.camera_jitter_m > 0:
+            m.cam_pos[self._front_cam] = self._front_cam_pos0 + rng.uniform(-cfg.camera_jitter_m, cfg.camera_jitter_m, 3)
+        spots = rng.permutation(len(kitchen.DISTRACTOR_SPOTS_XY_M)) if cfg.n_distractors else []
+        for i, mid in enumerate(self._distractor_mocap):
+            if i < cfg.n_distractors:
+                xy = np.asarray(kitchen.DISTRACTOR_SPOTS_XY_M[spots[i]]) + rng.uniform(-0.02, 0.02, 2)
+                self.data.mocap_pos[mid] = np.array([*xy, 0.0]) + self._origin_m
+            else:
+                self.data.mocap_pos[mid] = [0.0, 0.0, kitchen.DISTRACTOR_PARK_Z_M]
+
+    def kitchen_poses(self) -> dict[str, np.ndarray]:
+        """object_poses() in the kitchen frame (what tasks and the expert reason in)."""
+        return {n: np.concatenate([p[:3] - self._origin_m, p[3:]]) for n, p in self.object_poses().items()}
+
     def is_success(self) -> bool:
         """Ground-truth success of the configured task in the current state."""
-        poses = self.object_poses()
-        return bool(self._task.is_success(poses["cube"][:3], poses["bowl"][:2]))
+        return bool(self._task.is_success(self.kitchen_poses()))
+
+    def irreversible(self) -> list[str]:
+        """Objects the robot can no longer recover: off the table, or outside the reachable box. [] if none."""
+        problems = []
+        lo, hi = self._workspace_min_m[:2], self._workspace_max_m[:2]
+        for name, pose in self.object_poses().items():
+            if name not in kitchen.GRASPABLE:
+                continue
+            if pose[2] < OFF_TABLE_Z_M:
+                problems.append(f"{name} fell off the table (z {pose[2]:.2f} m)")
+            elif np.any(pose[:2] < lo - OUT_OF_REACH_MARGIN_M) or np.any(pose[:2] > hi + OUT_OF_REACH_MARGIN_M):
+                problems.append(f"{name} is out of reach at xy ({pose[0]:.2f}, {pose[1]:.2f}) m")
+        return problems
 
     @property
     def sim_time_s(self) -> float:
@@ -188,11 +298,11 @@ class TabletopSim:
         if pos_err_m > 1e-3 or rot_err_rad > 1e-2:
             log.debug("IK did not reach the target (%.4f m, %.4f rad off); commanding the nearest pose",
                       pos_err_m, rot_err_rad)
-        # Servo speed limit: scale the whole joint step (keeps its direction) so no joint exceeds it.
+        # Servo speed limit: scale the whole joint step (keeps its direction) so no joint exceeds its limit.
         dq = q_new - self._q_cmd_rad
-        biggest = float(np.max(np.abs(dq)))
-        if biggest > self._max_joint_step_rad:
-            q_new = self._q_cmd_rad + dq * (self._max_joint_step_rad / biggest)
+        worst = float(np.max(np.abs(dq) / self._max_joint_step_rad))
+        if worst > 1.0:
+            q_new = self._q_cmd_rad + dq / worst
         self._target_pos_m, self._target_mat = self._fk(q_new)
         gripper = float(np.clip(a[GRIPPER_INDEX], 0.0, 1.0))
         self._step_physics(self._q_cmd_rad, q_new, gripper)
@@ -205,7 +315,8 @@ class TabletopSim:
 
     def _step_physics(self, q_from_rad: np.ndarray, q_to_rad: np.ndarray, gripper: float) -> None:
         m, d = self.model, self.data
-        d.ctrl[self._gripper_act] = FINGER_CLOSED_M + gripper * (FINGER_OPEN_M - FINGER_CLOSED_M)
+        spec = self.arm_spec
+        d.ctrl[self._gripper_act] = spec.gripper_ctrl_closed + gripper * (spec.gripper_ctrl_open - spec.gripper_ctrl_closed)
         # Ramping the servo targets keeps the motion smooth (a step target would fling a held cube).
         for i in range(1, self._n_ramp + 1):
             d.ctrl[self._arm_act] = q_from_rad + (i / self._n_ramp) * (q_to_rad - q_from_rad)
@@ -214,7 +325,7 @@ class TabletopSim:
 
     # ---------------------------------------------------------------- kinematics
     def _fk(self, q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """ee point (3,) and orientation (3, 3) at arm joints q (6,), on the scratch data."""
+        """ee point (3,) and orientation (3, 3) at arm joints q (n_joints,), on the scratch data."""
         d = self._ik_data
         d.qpos[self._arm_qadr] = q_rad
         mujoco.mj_kinematics(self.model, d)
@@ -222,7 +333,10 @@ class TabletopSim:
 
     def _solve_ik(self, pos_m: np.ndarray, mat: np.ndarray, q_init_rad: np.ndarray
                   ) -> tuple[np.ndarray, float, float]:
-        """Damped least squares from q_init (6,) to the ee pose; returns (q (6,), pos error m, rot error rad)."""
+        """Damped least squares from q_init (n,) to the ee pose; returns (q (n,), pos error m, rot error rad).
+
+        With more than 6 joints a null-space step pulls towards the rest posture (keeps the elbow in place).
+        """
         m, d = self.model, self._ik_data
         jacp = np.zeros((3, m.nv))
         jacr = np.zeros((3, m.nv))
@@ -239,7 +353,11 @@ class TabletopSim:
             mujoco.mj_jacSite(m, d, jacp, jacr, self._ee_site)
             jac = np.vstack([jacp[:, self._arm_dofadr], w * jacr[:, self._arm_dofadr]])
             err = np.concatenate([pos_err, w * rot_err])
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + IK_DAMPING**2 * np.eye(6), err)
+            jjt = jac @ jac.T + IK_DAMPING**2 * np.eye(6)
+            dq = jac.T @ np.linalg.solve(jjt, err)
+            if len(q) > 6:
+                pinv = jac.T @ np.linalg.inv(jjt)
+                dq += (np.eye(len(q)) - pinv @ jac) @ (IK_NULLSPACE_GAIN * (self._rest_q_rad - q))
             biggest = np.max(np.abs(dq))
             if biggest > IK_MAX_JOINT_STEP_RAD:
                 dq *= IK_MAX_JOINT_STEP_RAD / biggest
@@ -250,13 +368,14 @@ class TabletopSim:
 
     # ---------------------------------------------------------------- observations
     def joint_positions(self) -> np.ndarray:
-        """(6,) measured arm joint positions (rad), in `joint_names` order."""
+        """(n_joints,) measured arm joint positions (rad), in `joint_names` order."""
         return self.data.qpos[self._arm_qadr].copy()
 
     def gripper_opening(self) -> float:
-        """Measured finger opening in [0, 1], 1 = fully open (0.037 m per finger), 0 = closed (0.015 m)."""
-        q = float(self.data.qpos[self._left_finger_qadr])
-        return float(np.clip((q - FINGER_CLOSED_M) / (FINGER_OPEN_M - FINGER_CLOSED_M), 0.0, 1.0))
+        """Measured opening in [0, 1], 1 = fully open (WidowX: 0.037 m per finger, 0 = 0.015 m; Panda: 2F-85 driver)."""
+        spec = self.arm_spec
+        q = float(self.data.qpos[self._gripper_qadr])
+        return float(np.clip((q - spec.gripper_q_closed) / (spec.gripper_q_open - spec.gripper_q_closed), 0.0, 1.0))
 
     def ee_pose(self) -> np.ndarray:
         """(7,) measured ee_gripper point xyz (m) + orientation quaternion xyzw, in the base frame."""
@@ -265,18 +384,22 @@ class TabletopSim:
         return np.concatenate([self.data.site_xpos[self._ee_site], rotations.wxyz_to_xyzw(quat_wxyz)])
 
     def state(self) -> np.ndarray:
-        """`observation.state` float32 (14,): joints (6), ee xyz (3), ee quat xyzw (4), gripper opening (1)."""
+        """`observation.state` float32 (n_joints + 8,): joints, ee xyz (3), ee quat xyzw (4), gripper opening (1).
+
+        14 for the WidowX (6 joints), 15 for the Panda (7).
+        """
         return np.concatenate([self.joint_positions(), self.ee_pose(), [self.gripper_opening()]]).astype(np.float32)
 
     def object_poses(self) -> dict[str, np.ndarray]:
-        """{"cube", "bowl"} -> (7,) xyz (m) + quaternion xyzw in the base frame."""
+        """{"cube", "block", "bowl", "pot", "plate"} -> (7,) xyz (m) + quaternion xyzw in the arm base frame."""
         d = self.data
-        cube = d.qpos[self._cube_qadr:self._cube_qadr + 7]
-        return {
-            "cube": np.concatenate([cube[:3], rotations.wxyz_to_xyzw(cube[3:7])]),
-            "bowl": np.concatenate([d.mocap_pos[self._bowl_mocap],
-                                    rotations.wxyz_to_xyzw(d.mocap_quat[self._bowl_mocap])]),
-        }
+        out = {}
+        for name, adr in self._free_qadr.items():
+            q = d.qpos[adr:adr + 7]
+            out[name] = np.concatenate([q[:3], rotations.wxyz_to_xyzw(q[3:7])])
+        for name, mid in self._mocap.items():
+            out[name] = np.concatenate([d.mocap_pos[mid], rotations.wxyz_to_xyzw(d.mocap_quat[mid])])
+        return out
 
     # ---------------------------------------------------------------- rendering
     def camera_fov_y_deg(self, camera: str) -> float:

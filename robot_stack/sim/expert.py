@@ -1,5 +1,7 @@
 """ScriptedExpert: a waypoint state machine that solves the sim tasks with privileged object poses.
 
+Pick-and-place tasks (put X in/on C, take X out of/off C):
+
     approach (hover over cube, align yaw) ─► descend ─► close ─► lift ─► carry (hover over place point)
        ▲                                                     │ cube not in the gripper (<= 2 retries)
        └─────────────────────────────────────────────────────┘
@@ -7,20 +9,27 @@
 
 Every action is an ee_delta toward the current phase's waypoint, clipped to the per-step limits
 (2 cm and 0.1 rad per step at 5 Hz, what a person on a space mouse does), with optional Gaussian noise on
-the translation so recorded demos cover recoveries. The gripper always points straight down (top-down
+the translation so recorded demos cover recoveries, and optional suboptimality: `truncate_after` steps
+(the script gives up mid-task: a failure for prior data).
+
+Push tasks (push X to the left/right), gripper closed throughout:
+
+    approach (hover behind X) ─► descend (tips 5 mm above the table) ─► push (slide X past the goal line) ─► retreat
+
+Everything is computed in the kitchen frame (robot_stack.sim.kitchen); heights that depend on the arm
+(where the pads are relative to the ee point) come from the sim's ArmSpec, so both arms share the script. The gripper always points straight down (top-down
 grasps) with its fingers aligned to the nearest cube face. It is closed-loop: each step re-reads the
 measured ee pose, so noise is corrected on the next step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from robot_stack.sim import rotations
-from robot_stack.sim.tasks import CUBE_IN_BOWL_Z_M, CUBE_ON_TABLE_Z_M, get_task
+from robot_stack.sim.tasks import get_task
 from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX
 
 MAX_STEP_M = 0.02
@@ -29,13 +38,18 @@ REACHED_SLACK_M = 0.004
 HOVER_Z_M = 0.08  # finger tips (15.6 mm below the ee point) clear the 3 cm bowl wall
 CARRY_Z_M = 0.10  # a held cube's bottom (~19 mm below the ee point) clears the bowl wall
 RETREAT_Z_M = 0.12
-# ee point above the cube centre when grasping: the pads then reach to ~4 mm above the table.
+# ee point above the cube centre when grasping: the WidowX pads then reach to ~4 mm above the table
+# (their tips are 15.6 mm below its ee point); an arm whose tips reach further below the ee grasps higher.
 GRASP_ABOVE_CUBE_CENTER_M = 0.004
-# Height of the cube bottom above its resting surface when the gripper lets go.
-RELEASE_DROP_M = {"put_cube_in_bowl": 0.012, "take_cube_out_of_bowl": 0.008}
-# Where "out of the bowl" puts the cube: on the table this far from the bowl centre, towards -y (the
-# put task's cube side, so the two tasks keep undoing each other inside the reachable area).
-TAKE_OUT_OFFSET_Y_M = -0.17
+WIDOWX_TIP_BELOW_EE_M = 0.0156
+# Height of the object bottom above its resting surface when the gripper lets go ("in" drops a bit more:
+# the container floor is a smaller target than the table).
+RELEASE_DROP_M = {"in": 0.012, "out": 0.008}
+# Push: ee this far behind the object centre (half cube + closed-finger half width + margin); finger tips
+# this high above the table; the object is pushed this far past the goal line.
+PUSH_BEHIND_M = 0.035
+PUSH_TIP_CLEARANCE_M = 0.005
+PUSH_OVERSHOOT_M = 0.02
 GRIPPER_HOLD_STEPS = 2  # 0.4 s at 5 Hz: the fingers close or open fully (tau 0.1 s)
 HELD_CUBE_TOLERANCE_M = 0.02
 MAX_REGRASPS = 2
@@ -48,6 +62,13 @@ class _Phase:
     gripper: float  # commanded opening during the phase, 1 = open
     hold_steps: int = 0  # > 0: stand still this many steps (gripper actuation) instead of moving
 
+
+_PUSH_PHASES: tuple[_Phase, ...] = (
+    _Phase("approach", 0.0),
+    _Phase("descend", 0.0),
+    _Phase("push", 0.0),
+    _Phase("retreat", 0.0),
+)
 
 _PHASES: tuple[_Phase, ...] = (
     _Phase("approach", 1.0),
@@ -68,32 +89,23 @@ def _face_aligned_yaw_rad(cube_quat_xyzw: np.ndarray) -> float:
     return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
 
-def _put_place_xy(bowl_xy_m: np.ndarray) -> np.ndarray:
-    return np.asarray(bowl_xy_m, dtype=np.float64)
-
-
-def _take_place_xy(bowl_xy_m: np.ndarray) -> np.ndarray:
-    return np.asarray(bowl_xy_m, dtype=np.float64) + np.array([0.0, TAKE_OUT_OFFSET_Y_M])
-
-
-# Per task: where the cube goes (from the bowl centre) and the cube-centre height when it rests there.
-_PLACE: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
-    "put_cube_in_bowl": (_put_place_xy, CUBE_IN_BOWL_Z_M),
-    "take_cube_out_of_bowl": (_take_place_xy, CUBE_ON_TABLE_Z_M),
-}
-
-
 class ScriptedExpert:
-    """Solves `task` in a TabletopSim from privileged state; `act(sim)` once per control step."""
+    """Solves `task` in a TabletopSim from privileged state; `act(sim)` once per control step.
 
-    def __init__(self, task: str, noise_std: float = 0.0, seed: int = 0):
-        get_task(task)  # unknown names fail here with the list of registered tasks
-        if task not in _PLACE:
-            raise ValueError(f"no scripted expert for task {task!r}; scripted tasks: {', '.join(sorted(_PLACE))}")
+    noise_std: Gaussian std (m) added to each translation step. truncate_after: after this many actions the
+    script stops (holds still, gripper as it was): a deliberately failed demo. None = run to the end.
+    """
+
+    def __init__(self, task: str, noise_std: float = 0.0, seed: int = 0, truncate_after: int | None = None):
+        self._task = get_task(task)  # unknown names fail here with the list of registered tasks
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0 (metres per step), got {noise_std}")
+        if truncate_after is not None and truncate_after < 0:
+            raise ValueError(f"truncate_after must be >= 0 steps or None, got {truncate_after}")
         self.task = task
         self.noise_std = float(noise_std)
+        self.truncate_after = truncate_after
+        self._phases = _PUSH_PHASES if self._task.kind == "push" else _PHASES
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -102,25 +114,34 @@ class ScriptedExpert:
             self._rng = np.random.default_rng(seed)
         self._phase_index = 0
         self._steps_in_phase = 0
+        self._n_actions = 0
         self._retries = 0
         self._grasp_yaw_rad: float | None = None
         self._grasp_xy_m: np.ndarray | None = None
+        self._last_gripper = 1.0
 
     @property
     def done(self) -> bool:
-        return self._phase_index >= len(_PHASES)
+        return self._phase_index >= len(self._phases) or self.truncated
+
+    @property
+    def truncated(self) -> bool:
+        return self.truncate_after is not None and self._n_actions >= self.truncate_after
 
     @property
     def phase(self) -> str:
-        return "done" if self.done else _PHASES[self._phase_index].name
+        return "done" if self.done else self._phases[self._phase_index].name
 
     def act(self, sim) -> np.ndarray:
         """The next ee_delta action (7,) float32 for `sim` (a TabletopSim) in its current state."""
         ee = sim.ee_pose()
-        ee_pos_m, ee_mat = ee[:3], rotations.quat_xyzw_to_mat(ee[3:])
+        ee_pos_m, ee_mat = ee[:3] - sim.kitchen_origin_m, rotations.quat_xyzw_to_mat(ee[3:])
         if self.done:
-            return self._action(np.zeros(3), np.zeros(3), gripper=1.0)
-        phase = _PHASES[self._phase_index]
+            gripper = self._last_gripper if self.truncated else (0.0 if self._task.kind == "push" else 1.0)
+            return self._action(np.zeros(3), np.zeros(3), gripper=gripper)
+        self._n_actions += 1
+        phase = self._phases[self._phase_index]
+        self._last_gripper = phase.gripper
         goal_pos_m, goal_yaw_rad = self._waypoint(phase.name, sim, ee_pos_m)
         rot_err = rotations.mat_to_rotvec(rotations.top_down_mat(goal_yaw_rad) @ ee_mat.T)
         if phase.hold_steps:
@@ -141,18 +162,24 @@ class ScriptedExpert:
         noise = self._rng.normal(0.0, self.noise_std, size=3) if self.noise_std > 0 else np.zeros(3)
         return self._action(step_pos + noise, step_rot, phase.gripper)
 
+    def _grasp_above_m(self, sim) -> float:
+        return GRASP_ABOVE_CUBE_CENTER_M + max(0.0, sim.arm_spec.finger_tip_below_ee_m - WIDOWX_TIP_BELOW_EE_M)
+
     def _waypoint(self, phase: str, sim, ee_pos_m: np.ndarray) -> tuple[np.ndarray, float]:
-        """(goal ee point (3,), goal gripper yaw) of a phase; hold phases keep the current point."""
-        objects = sim.object_poses()
-        cube, bowl_xy = objects["cube"], objects["bowl"][:2]
+        """(goal ee point (3,) in the kitchen frame, goal gripper yaw) of a phase; hold phases keep the point."""
+        task = self._task
+        poses = sim.kitchen_poses()
+        obj = poses[task.obj]
+        if task.kind == "push":
+            return self._push_waypoint(phase, sim, obj, ee_pos_m)
+        grasp_above = self._grasp_above_m(sim)
         if phase in ("approach", "descend"):
-            # Track the cube until the fingers close (it may still settle or be nudged).
-            self._grasp_yaw_rad = _face_aligned_yaw_rad(cube[3:])
-            self._grasp_xy_m = cube[:2].copy()
-            z = HOVER_Z_M if phase == "approach" else cube[2] + GRASP_ABOVE_CUBE_CENTER_M
-            return np.array([*cube[:2], z]), self._grasp_yaw_rad
-        place_fn, rest_z_m = _PLACE[self.task]
-        place_xy = place_fn(bowl_xy)
+            # Track the object until the fingers close (it may still settle or be nudged).
+            self._grasp_yaw_rad = _face_aligned_yaw_rad(obj[3:])
+            self._grasp_xy_m = obj[:2].copy()
+            z = HOVER_Z_M if phase == "approach" else obj[2] + grasp_above
+            return np.array([*obj[:2], z]), self._grasp_yaw_rad
+        place_xy = task.place_xy(poses)
         yaw = self._grasp_yaw_rad
         if phase == "close":
             return ee_pos_m, yaw
@@ -161,15 +188,28 @@ class ScriptedExpert:
         if phase == "carry":
             return np.array([*place_xy, CARRY_Z_M]), yaw
         if phase in ("lower", "release"):
-            z = rest_z_m + RELEASE_DROP_M[self.task] + GRASP_ABOVE_CUBE_CENTER_M
+            z = task.rest_z_m() + RELEASE_DROP_M[task.relation] + grasp_above
             return (np.array([*place_xy, z]) if phase == "lower" else ee_pos_m), yaw
         return np.array([*ee_pos_m[:2], RETREAT_Z_M]), yaw  # retreat
 
-    @staticmethod
-    def _holding(sim, ee_pos_m: np.ndarray) -> bool:
-        """The cube hangs between the pads: its centre sits just below the ee point."""
-        cube_pos_m = sim.object_poses()["cube"][:3]
-        offset = cube_pos_m - (ee_pos_m - np.array([0.0, 0.0, GRASP_ABOVE_CUBE_CENTER_M]))
+    def _push_waypoint(self, phase: str, sim, obj: np.ndarray, ee_pos_m: np.ndarray) -> tuple[np.ndarray, float]:
+        from robot_stack.sim.tasks import PUSH_LEFT_GOAL_Y_M, PUSH_RIGHT_GOAL_Y_M
+
+        direction = self._task.push_dir
+        low_z = sim.arm_spec.finger_tip_below_ee_m + PUSH_TIP_CLEARANCE_M
+        if phase in ("approach", "descend"):
+            self._grasp_xy_m = obj[:2].copy()  # push line: x of the object before contact
+            behind = np.array([obj[0], obj[1] - direction * PUSH_BEHIND_M])
+            return np.array([*behind, HOVER_Z_M if phase == "approach" else low_z]), 0.0
+        if phase == "push":
+            goal_y = (PUSH_LEFT_GOAL_Y_M if direction > 0 else PUSH_RIGHT_GOAL_Y_M) + direction * PUSH_OVERSHOOT_M
+            return np.array([self._grasp_xy_m[0], goal_y - direction * PUSH_BEHIND_M, low_z]), 0.0
+        return np.array([*ee_pos_m[:2], RETREAT_Z_M]), 0.0  # retreat
+
+    def _holding(self, sim, ee_pos_m: np.ndarray) -> bool:
+        """The object hangs between the pads: its centre sits just below the ee point (kitchen frame)."""
+        obj_pos_m = sim.kitchen_poses()[self._task.obj][:3]
+        offset = obj_pos_m - (ee_pos_m - np.array([0.0, 0.0, self._grasp_above_m(sim)]))
         return float(np.linalg.norm(offset)) < HELD_CUBE_TOLERANCE_M
 
     def _regrasp(self) -> None:

@@ -1,4 +1,4 @@
-"""MuJoCo scene of an Interbotix WidowX 250 6DOF ("wx250s") on a table with a cube and a bowl.
+"""MuJoCo scene of an Interbotix WidowX 250 6DOF ("wx250s") on the toy-kitchen table (robot_stack.sim.kitchen).
 
 The arm is written here from the published Interbotix kinematics, not converted from their files.
 Source of every number below: the wx250s description in interbotix_xsarm_descriptions
@@ -88,22 +88,18 @@ GRIPPER_KP_N_PER_M = 300.0
 GRIPPER_KV_NS_PER_M = 30.0  # tau = kv/kp = 0.1 s: the fingers close in ~0.3 s, like the real gripper
 GRIPPER_FORCE_LIMIT_N = 5.0  # URDF finger effort
 
-# Objects. The cube must be >= 2.4 cm (measured before on this arm: smaller cubes slip out of the
-# pads); 3 cm wooden-block size and mass. The bowl is built from primitives: a floor disc and a ring of
-# wall boxes, 13.8 cm outer diameter, shallow so the top-down gripper reaches the floor.
-CUBE_HALF_SIZE_M = 0.015
-CUBE_MASS_KG = 0.02
-CUBE_FRICTION = (1.5, 0.02, 0.0002)  # sliding, torsional, rolling: high so two pads hold it
-BOWL_RADIUS_M = 0.065  # wall centre line
-BOWL_WALL_HALF_THICKNESS_M = 0.004
-BOWL_WALL_HEIGHT_M = 0.03
-BOWL_FLOOR_THICKNESS_M = 0.006
-BOWL_N_WALL_SEGMENTS = 16
-BOWL_INNER_RADIUS_M = BOWL_RADIUS_M - BOWL_WALL_HALF_THICKNESS_M
-BOWL_OUTER_RADIUS_M = BOWL_RADIUS_M + BOWL_WALL_HALF_THICKNESS_M
-
-TABLE_HALF_SIZE_M = (0.6, 1.0, 0.02)
-TABLE_CENTER_X_M = 0.25
+# Objects (cube >= 2.4 cm: smaller cubes slip out of these pads) and the table live in the shared kitchen
+# scene; re-exported here for the code that imported them from this module.
+from robot_stack.sim.kitchen import (  # noqa: E402, F401
+    BOWL_FLOOR_THICKNESS_M,
+    BOWL_INNER_RADIUS_M,
+    BOWL_OUTER_RADIUS_M,
+    CUBE_HALF_SIZE_M,
+    TABLE_CENTER_X_M,
+    TABLE_HALF_SIZE_M,
+    objects_default_xml,
+    table_and_objects_xml,
+)
 
 PHYSICS_TIMESTEP_S = 0.002
 
@@ -129,21 +125,6 @@ def _camera_xyaxes(pos, lookat, up) -> str:
     right = np.cross(forward, np.asarray(up, float))
     right /= np.linalg.norm(right)
     return _fmt(np.concatenate([right, np.cross(right, forward)]))
-
-
-def _bowl_walls_xml() -> str:
-    # Tangential half length slightly longer than the polygon side so neighbouring boxes overlap (no gaps).
-    half_len_m = BOWL_OUTER_RADIUS_M * np.tan(np.pi / BOWL_N_WALL_SEGMENTS) + 0.001
-    half_h_m = BOWL_WALL_HEIGHT_M / 2
-    walls = []
-    for i in range(BOWL_N_WALL_SEGMENTS):
-        a = 2 * np.pi * i / BOWL_N_WALL_SEGMENTS
-        walls.append(
-            f'<geom class="bowl" type="box" size="{_fmt([BOWL_WALL_HALF_THICKNESS_M, half_len_m, half_h_m])}" '
-            f'pos="{_fmt([BOWL_RADIUS_M * np.cos(a), BOWL_RADIUS_M * np.sin(a), half_h_m])}" '
-            f'euler="0 0 {a:.6g}"/>'
-        )
-    return "\n        ".join(walls)
 
 
 def _arm_joint(name: str, axis: str) -> str:
@@ -210,21 +191,10 @@ def build_widowx_scene_xml(image_size_px: int = 128) -> str:
       <geom contype="1" conaffinity="1" rgba="0.35 0.35 0.38 1" condim="4" friction="1.5 0.02 0.0002"
             solref="0.004 1" solimp="0.95 0.99 0.001"/>
     </default>
-    <default class="bowl">
-      <geom contype="1" conaffinity="1" rgba="0.2 0.45 0.85 1" friction="0.8 0.01 0.0001"/>
-    </default>
+    {objects_default_xml()}
   </default>
 
   <worldbody>
-    <light name="key" pos="0.3 -0.3 1.2" dir="0 0.25 -1" directional="true" castshadow="false"
-           diffuse="0.6 0.6 0.6"/>
-    <geom name="table" type="box" size="{_fmt(TABLE_HALF_SIZE_M)}" pos="{TABLE_CENTER_X_M} 0 {-TABLE_HALF_SIZE_M[2]}"
-          rgba="0.72 0.6 0.45 1" friction="0.8 0.01 0.0001"/>
-    <!-- walls (visual only) behind and beside the table: the third-person view sees a room, not a void -->
-    <geom name="back_wall" type="box" size="0.01 2.0 1.0" pos="{TABLE_CENTER_X_M - TABLE_HALF_SIZE_M[0]} 0 0.4"
-          rgba="0.82 0.84 0.86 1" contype="0" conaffinity="0"/>
-    <geom name="side_wall" type="box" size="2.0 0.01 1.0" pos="{TABLE_CENTER_X_M} {TABLE_HALF_SIZE_M[1]} 0.4"
-          rgba="0.78 0.8 0.82 1" contype="0" conaffinity="0"/>
     <camera name="front" pos="{_fmt(FRONT_CAMERA_POS_M)}" xyaxes="{front_xyaxes}" fovy="{FRONT_CAMERA_FOVY_DEG}"/>
 
     <body name="base_link">
@@ -267,18 +237,7 @@ def build_widowx_scene_xml(image_size_px: int = 128) -> str:
       </body>
     </body>
 
-    <body name="cube" pos="0.3 -0.1 {CUBE_HALF_SIZE_M}">
-      <freejoint name="cube"/>
-      <geom name="cube" type="box" size="{_fmt([CUBE_HALF_SIZE_M] * 3)}" mass="{CUBE_MASS_KG}" rgba="0.85 0.15 0.1 1"
-            condim="4" friction="{_fmt(CUBE_FRICTION)}" solref="0.004 1"/>
-    </body>
-
-    <!-- mocap: the bowl is placed per episode but never moves (the gripper cannot push it away) -->
-    <body name="bowl" mocap="true" pos="0.3 0.1 0">
-      <geom name="bowl_floor" class="bowl" type="cylinder" size="{BOWL_OUTER_RADIUS_M} {BOWL_FLOOR_THICKNESS_M / 2}"
-            pos="0 0 {BOWL_FLOOR_THICKNESS_M / 2}"/>
-        {_bowl_walls_xml()}
-    </body>
+    {table_and_objects_xml()}
   </worldbody>
 
   <equality>

@@ -73,6 +73,25 @@ def test_sim_profile_namespace_matches_the_sim_rig(name):
     assert load_profile(name).namespace == rig["namespace"]
 
 
+def test_namespace_follows_the_rig_override():
+    """rig=sim_franka moves every node to the Panda's namespace; the rig config is the one source of it."""
+    franka = yaml.safe_load((REPO / "robot_stack" / "conf" / "rig" / "sim_franka.yaml").read_text())
+    assert load_profile("sim_collect", ["rig=sim_franka"]).namespace == franka["namespace"] != "/wx250s"
+    assert load_profile("sim_collect", ["rig.namespace=/lab2"]).namespace == "/lab2"
+    with pytest.raises(ProfileError, match="sim_widowx"):
+        load_profile("sim_collect", ["rig=ur5"])
+
+
+def test_nodes_configured_with_different_rigs_are_refused(tmp_path):
+    f = tmp_path / "mixed.yaml"
+    f.write_text("nodes:\n"
+                 "  - {name: a, module: m, executable: a, args: [rig=sim_widowx]}\n"
+                 "  - {name: b, module: m, executable: b, args: [rig=sim_franka]}\n")
+    with pytest.raises(ProfileError, match="different rigs"):
+        load_profile(str(f))
+    assert load_profile(str(f), ["rig=sim_franka"]).namespace == "/panda"  # a global override wins for all
+
+
 def test_unknown_profile_lists_the_available_ones():
     with pytest.raises(ProfileError) as e:
         load_profile("no_such_profile")
@@ -106,7 +125,7 @@ def test_bad_override_is_rejected():
 
 
 @pytest.mark.parametrize("body,needle", [
-    ("nodes: []\n", "missing key 'namespace'"),
+    ("nodes: []\n", "non-empty list"),
     ("namespace: /t\n", "missing key 'nodes'"),
     ("namespace: wx\nnodes: [{name: a, module: m, executable: a}]\n", "absolute ROS namespace"),
     ("namespace: /t\nnodes: [{name: a, executable: a}]\n", "missing key 'module'"),

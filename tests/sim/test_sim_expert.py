@@ -95,3 +95,40 @@ def test_unknown_task_and_bad_noise_raise():
         ScriptedExpert("fold_laundry")
     with pytest.raises(ValueError, match="noise_std"):
         ScriptedExpert("put_cube_in_bowl", noise_std=-0.1)
+
+
+# ------------------------------------------------------------------------------------------ every task, both arms
+from robot_stack.sim.tasks import TASKS as TASK_REGISTRY  # noqa: E402
+
+SEEDS_PER_TASK = 5  # zero noise is deterministic per seed; benchmarks/bench_sim.py runs 50 seeds per task
+
+
+@pytest.fixture(scope="module", params=["widowx", "panda"])
+def arm_sim(request):
+    s = TabletopSim(SimConfig(arm=request.param, image_size_px=64, cameras=("front",)))
+    yield s
+    s.close()
+
+
+def test_every_task_expert_succeeds_on_both_arms(arm_sim):
+    failures = []
+    for task in TASK_REGISTRY.names():
+        arm_sim.set_task(task)
+        for seed in range(SEEDS_PER_TASK):
+            arm_sim.reset(seed=seed)
+            expert = ScriptedExpert(task, seed=seed)
+            _rollout(arm_sim, expert, arm_sim.max_episode_steps)
+            if not arm_sim.is_success():
+                failures.append((task, seed, expert.phase))
+    assert not failures, f"{arm_sim.arm_spec.name}: expert failed {failures}"
+
+
+def test_truncated_expert_fails_and_holds(arm_sim):
+    arm_sim.set_task("put_cube_in_bowl")
+    arm_sim.reset(seed=0)
+    expert = ScriptedExpert("put_cube_in_bowl", truncate_after=12)
+    actions = _rollout(arm_sim, expert, 60)
+    assert len(actions) == 12 and expert.done and expert.truncated
+    assert not arm_sim.is_success()
+    with pytest.raises(ValueError, match="truncate_after"):
+        ScriptedExpert("put_cube_in_bowl", truncate_after=-1)

@@ -70,11 +70,11 @@ def test_scene_has_objects_and_both_cameras(model):
 
 
 def test_finger_tips_stay_above_the_table_at_the_workspace_floor(model):
-    from robot_stack.sim.env import SimConfig
+    from robot_stack.sim.robots import get_arm_spec
 
     d = mujoco.MjData(model)
     mujoco.mj_kinematics(model, d)
     pad = model.geom("left_finger_pad")
     tip_x = d.geom("left_finger_pad").xpos[0] + pad.size[0]  # zero pose: the fingers point along +x
     assert d.site("ee_gripper").xpos[0] + wm.FINGER_TIP_BELOW_EE_M == pytest.approx(tip_x, abs=1e-6)
-    assert SimConfig().workspace_min_m[2] - wm.FINGER_TIP_BELOW_EE_M > 0.0
+    assert get_arm_spec("widowx").workspace_min_m[2] - wm.FINGER_TIP_BELOW_EE_M > 0.0
