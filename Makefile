@@ -42,6 +42,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_learner.py
+	@# PTR and Cal-QL learning comparison at CPU scale (~30 min on 2 cores; see benchmarks/results/learning.md)
+	$(BIN)/python benchmarks/bench_learning.py --px 48 --pretrain-steps 2000 --finetune-steps 1000 \
+	  --offline-steps 1000 --online-blocks 3 --episodes-per-block 3
 
 lint: setup
 	$(BIN)/ruff check robot_stack tests

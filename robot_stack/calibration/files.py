@@ -41,7 +41,7 @@ def load_device(calib_dir: str | os.PathLike, device: str, max_age_days: float =
         raise CalibrationError(
             f"no calibration for {device!r}: {path} does not exist. Copy the template from "
             f"calibration/examples/<rig>/{device}.yaml and fill in the site values (serials, IPs), then run "
-            "`python -m robot_stack.calibration` for intrinsics / hand-eye")
+            "`robot-stack calibrate workspace|home|intrinsics|handeye rig=...` to measure the rest")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

@@ -79,6 +79,11 @@ def run_collect(own: dict, overrides: list[str], log_dir: Path | None = None, st
         sim = str(cfg.rig.driver) == "sim"
         services = ["recorder/start", "recorder/stop", "recorder/discard"] + (["sim/reset"] if sim else [])
         client.wait_ready(services + (["inference/enable"] if policy_mode else []), node_timeout_s, check=sup.check)
+        if policy_mode:
+            # The device goes live only once a policy can act: episode keys pressed while the checkpoint still
+            # loads would otherwise start an episode nobody but the person can drive.
+            status("waiting for the inference node to load a policy (inference.policy=... or policy_update)")
+            _wait_policy_active(client, node_timeout_s, sup.check)
         device.connect()
         link = TeleopLink()
         teleop = TeleopThread(device, ACTION_SPACES[str(cfg.rig.action_space)], str(cfg.rig.namespace), link)
@@ -91,6 +96,21 @@ def run_collect(own: dict, overrides: list[str], log_dir: Path | None = None, st
         finally:
             teleop.close()
             client.close()
+
+
+def _wait_policy_active(client, timeout_s: float, check) -> None:
+    import time
+
+    from robot_stack.ros.rig_client import RigTimeout
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check()
+        if client.inference_status.get("active_version") is not None:
+            return
+        time.sleep(0.1)
+    raise RigTimeout(f"no policy became active within {timeout_s:.0f} s; pass inference.policy=<checkpoint dir> "
+                     "or start a learner, and check the inference node's log")
 
 
 def _status_line(line: str) -> None:

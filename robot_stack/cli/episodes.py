@@ -6,8 +6,11 @@ teleop/enable, inference/enable, recorder/start, recorder/stop), so it contains 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 CONTROLLERS = {"expert": "teleop/enable", "policy": "inference/enable"}
 
@@ -23,7 +26,7 @@ class EpisodeResult:
 
 
 def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, settle_s: float = 0.3,
-                check=None) -> EpisodeResult:
+                check=None, recorder_timeout_s: float = 10.0, start_timeout_s: float = 30.0) -> EpisodeResult:
     """One episode. Ends when the task succeeds, the expert script finishes, or max_steps pass.
 
     After the controller is disabled, a command already in flight still executes on the arm's next tick;
@@ -33,9 +36,12 @@ def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, se
     enable = CONTROLLERS[controller]
     t0 = time.monotonic()
     client.call("sim/reset")
-    started = client.call("recorder/start")
-    if not started.success:
-        raise RuntimeError(f"recorder refused to start: {started.message}")
+    deadline = time.monotonic() + start_timeout_s
+    while not (started := client.call("recorder/start")).success:
+        # Right after bring-up the recorder may still be discovering its input topics; anything else is final.
+        if not started.message.startswith("waiting for inputs") or time.monotonic() > deadline:
+            raise RuntimeError(f"recorder refused to start: {started.message}")
+        time.sleep(0.2)
     client.call(enable, True)
     try:
         while True:
@@ -54,6 +60,10 @@ def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, se
         if after["steps"] == ev["steps"]:
             break
         ev = after
+    # The recorder may lag behind the arm (a loaded CPU, a disk flush): stop only once it has every step.
+    if not client.wait_recorder_caught_up(int(ev["steps"]), timeout_s=recorder_timeout_s):
+        log.warning("recorder did not account for all %d executed steps within %.0f s; stopping anyway "
+                    "(the episode will be shorter than executed)", ev["steps"], recorder_timeout_s)
     rec = client.call_json("recorder/stop", bool(ev["success"]))
     return EpisodeResult(controller, bool(ev["success"]), int(ev["steps"]), time.monotonic() - t0,
                          rec.get("episode"), int(rec.get("dropped", 0)))

@@ -6,6 +6,7 @@
     robot-stack config [overrides]        print the composed configuration
     robot-stack sim <tasks|generate|view> simulation suite: task list, prior-data generator, montage PNGs
     robot-stack collect rig=... task=... episodes=N [device=keyboard]   teleoperated data collection
+    robot-stack calibrate <workspace|home|intrinsics|handeye> rig=... [camera=front mode=...]   site calibration
     robot-stack cameras list              connected RealSense serials and V4L2 devices
     robot-stack store <command> ...       inspect/curate a trajectory store (robot-stack store --help)
     robot-stack learn learner=calql store=... [overrides]   offline pre-training + online fine-tuning (no ROS)
@@ -62,6 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             return collect_main(rest)
         except operator_errors() as e:
             print(f"[collect] {e}", file=sys.stderr)
+            return 2
+    if cmd == "calibrate":
+        from robot_stack.cli.calibrate import main as calibrate_main
+        from robot_stack.errors import operator_errors
+
+        try:
+            return calibrate_main(rest)
+        except operator_errors() as e:
+            print(f"[calibrate] {e}", file=sys.stderr)
             return 2
     if cmd == "profiles":
         from robot_stack.cli.profiles import available_profiles

@@ -16,7 +16,7 @@ from std_srvs.srv import SetBool
 
 from robot_stack.arms.controller import ArmController, CommandRejected
 from robot_stack.ros import conversions as conv
-from robot_stack.ros.qos import COMMAND, LATCHED, SENSOR, STATUS
+from robot_stack.ros.qos import COMMAND, LATCHED, RECORD_COMMAND, SENSOR, STATUS
 
 
 class ArmNode(Node):
@@ -24,7 +24,9 @@ class ArmNode(Node):
         super().__init__("arm", namespace=namespace)
         self.controller = controller
         self.base_frame = base_frame
-        self.pub_executed = self.create_publisher(JointState, "action_executed", COMMAND)
+        # Deep, reliable queue: the recorder records this topic, and a reliable writer with a short
+        # KEEP_LAST history overwrites samples a momentarily slow reader has not acknowledged yet.
+        self.pub_executed = self.create_publisher(JointState, "action_executed", RECORD_COMMAND)
         self.pub_joints = self.create_publisher(JointState, "joint_states", SENSOR)
         self.pub_pose = self.create_publisher(PoseStamped, "ee_pose", SENSOR)
         self.pub_status = self.create_publisher(DiagnosticArray, "arm/status", STATUS)

@@ -17,10 +17,15 @@ from robot_stack.ros.qos import SENSOR, STATUS
 
 class CameraNode(Node):
     def __init__(self, cameras: dict[str, Camera], fps_hz: dict[str, float], namespace: str,
-                 fov_y_deg: dict[str, float] | None = None):
+                 fov_y_deg: dict[str, float] | None = None, intrinsics: dict[str, dict] | None = None):
         super().__init__("cameras", namespace=namespace)
         self.cameras = cameras
         self.fov_y_deg = fov_y_deg or {}
+        # Calibrated intrinsics (calibration/<rig>/<camera>.yaml) win over the FoV-derived sim pinhole.
+        self.intrinsics = intrinsics or {}
+        for name, intr in self.intrinsics.items():  # a bad file fails at start, not on every frame
+            cam = cameras[name]
+            conv.camera_info_msg(cam.height, cam.width, 0, name, intrinsics=intr)
         self.frames_published = {name: 0 for name in cameras}
         self._pubs = {}
         for name in cameras:
@@ -38,5 +43,5 @@ class CameraNode(Node):
         frame_id = f"{name}_optical_frame"
         img_pub.publish(conv.image_to_msg(frame.image, frame.capture_ns, frame_id))
         info_pub.publish(conv.camera_info_msg(cam.height, cam.width, frame.capture_ns, frame_id,
-                                              self.fov_y_deg.get(name)))
+                                              self.fov_y_deg.get(name), self.intrinsics.get(name)))
         self.frames_published[name] += 1

@@ -53,9 +53,34 @@ def msg_to_image(msg: Image) -> np.ndarray:
     return buf.reshape(msg.height, msg.step)[:, : msg.width * 3].reshape(msg.height, msg.width, 3)
 
 
-def camera_info_msg(height: int, width: int, stamp_ns: int, frame_id: str, fov_y_deg: float | None = None) -> CameraInfo:
-    """Pinhole CameraInfo; for sim cameras the intrinsics follow from the vertical field of view."""
+def camera_info_msg(height: int, width: int, stamp_ns: int, frame_id: str, fov_y_deg: float | None = None,
+                    intrinsics: dict | None = None) -> CameraInfo:
+    """Pinhole CameraInfo: calibrated `intrinsics` (calibration/<rig>/<camera>.yaml: K, D, width, height) when
+    given, else derived from the vertical field of view (sim cameras), else left empty (K all zero = unknown).
+
+    A calibration taken at another resolution of the same sensor is scaled (fx, cx with the width ratio; fy, cy
+    with the height ratio), which is exact for a plain resize; an aspect-ratio change means a crop, which it
+    is not, so that raises. P = [K | 0]: the image is not rectified here, consumers undistort with K and D.
+    """
     info = CameraInfo(header=header(stamp_ns, frame_id), height=height, width=width, distortion_model="plumb_bob")
+    if intrinsics is not None:
+        k = np.asarray(intrinsics["K"], dtype=np.float64).reshape(3, 3).copy()
+        cal_w, cal_h = int(intrinsics.get("width", width)), int(intrinsics.get("height", height))
+        if (cal_w, cal_h) != (width, height):
+            sx, sy = width / cal_w, height / cal_h
+            if abs(sx - sy) > 1e-6:
+                raise MessageError(f"{frame_id}: intrinsics were calibrated at {cal_w}x{cal_h} but the camera streams "
+                                   f"{width}x{height} (a different aspect ratio); re-run `robot-stack calibrate "
+                                   "intrinsics` at this resolution")
+            k[0, :] *= sx
+            k[1, :] *= sy
+        d = [float(v) for v in intrinsics.get("D") or [0.0] * 5]
+        info.distortion_model = str(intrinsics.get("distortion_model", "plumb_bob"))
+        info.k = [float(v) for v in k.ravel()]
+        info.d = d
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [float(k[0, 0]), 0.0, float(k[0, 2]), 0.0, 0.0, float(k[1, 1]), float(k[1, 2]), 0.0, 0.0, 0.0, 1.0, 0.0]
+        return info
     if fov_y_deg is not None:
         f = 0.5 * height / np.tan(np.deg2rad(fov_y_deg) / 2)
         cx, cy = (width - 1) / 2, (height - 1) / 2

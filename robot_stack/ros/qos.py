@@ -13,6 +13,10 @@ COMMAND = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=Hi
 # State that a late joiner must still see: e-stop, policy_update, policy_active.
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                      history=HistoryPolicy.KEEP_LAST)
+# The recorder must not lose what it is recording when it falls behind for a moment (a slow disk flush, a
+# loaded CPU): deep queues on its side. With KEEP_LAST(5) a backlog silently overwrote executed actions.
+RECORD_SENSOR = QoSProfile(depth=30, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+RECORD_COMMAND = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 STATUS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 

@@ -1,7 +1,13 @@
 """Recorder node: cameras + joint_states/ee_pose + action_executed in, committed store episodes out.
 
-Services: recorder/start (Trigger), recorder/stop (SetBool: data = success; reply JSON {episode, steps}),
-recorder/discard (Trigger). Status JSON on recorder/status. Thin adapter over EpisodeRecorder.
+Services: recorder/start (Trigger), recorder/stop (SetBool: data = success; reply JSON {episode, steps, dropped,
+writer_dropped_steps, ...}), recorder/discard (Trigger). Status JSON on recorder/status. Thin adapter over
+EpisodeRecorder.
+
+Two different losses are reported: `dropped` = executed actions with no matching observation (a camera or
+the state stream stalled), `writer_dropped_steps` = steps the EpisodeWriter refused because its buffer was
+full (the disk did not keep up; such an episode cannot be committed). `writer_buffered_steps` against
+`writer_max_buffered_steps` shows how close the disk is to falling behind while recording.
 
 Usage: python -m robot_stack.ros.recorder_node store=data/stores/x.zarr [hydra overrides]
 """
@@ -18,7 +24,7 @@ from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from robot_stack.ros import conversions as conv
-from robot_stack.ros.qos import COMMAND, SENSOR, STATUS
+from robot_stack.ros.qos import RECORD_COMMAND, RECORD_SENSOR, SENSOR, STATUS
 
 
 class StateJoiner:
@@ -46,8 +52,9 @@ class StateJoiner:
             self._js = self._pose = None
 
 
-def subscribe_observations(node: Node, assembler, cameras, on_state=None) -> StateJoiner:
-    """Feed camera images and the joined state into an ObservationAssembler (shared with the inference node)."""
+def subscribe_observations(node: Node, assembler, cameras, on_state=None, qos=SENSOR) -> StateJoiner:
+    """Feed camera images and the joined state into an ObservationAssembler (shared with the inference node,
+    which wants only the freshest samples; the recorder passes a deep queue so it never loses a step)."""
     def state_cb(t, state, recv):
         assembler.add_state(t, state, recv)
         if on_state is not None:
@@ -61,10 +68,10 @@ def subscribe_observations(node: Node, assembler, cameras, on_state=None) -> Sta
         return cb
 
     joiner = StateJoiner(state_cb)
-    node.create_subscription(JointState, "joint_states", joiner.joints, SENSOR)
-    node.create_subscription(PoseStamped, "ee_pose", joiner.pose, SENSOR)
+    node.create_subscription(JointState, "joint_states", joiner.joints, qos)
+    node.create_subscription(PoseStamped, "ee_pose", joiner.pose, qos)
     for cam in cameras:
-        node.create_subscription(Image, f"camera/{cam}/image_raw", image_cb(cam), SENSOR)
+        node.create_subscription(Image, f"camera/{cam}/image_raw", image_cb(cam), qos)
     return joiner
 
 
@@ -73,8 +80,9 @@ class RecorderNode(Node):
         super().__init__("recorder", namespace=namespace)
         self.recorder = recorder
         self.pub_status = self.create_publisher(String, "recorder/status", STATUS)
-        subscribe_observations(self, recorder.assembler, cameras)
-        self.create_subscription(JointState, "action_executed", self._on_executed, COMMAND)
+        subscribe_observations(self, recorder.assembler, cameras, qos=RECORD_SENSOR)
+        self.create_subscription(JointState, "action_executed", self._on_executed, RECORD_COMMAND)
+        self._inputs = ["action_executed", "joint_states", "ee_pose", *(f"camera/{c}/image_raw" for c in cameras)]
         self.create_service(Trigger, "recorder/start", self._on_start)
         self.create_service(SetBool, "recorder/stop", self._on_stop)
         self.create_service(Trigger, "recorder/discard", self._on_discard)
@@ -86,8 +94,22 @@ class RecorderNode(Node):
             self.recorder.on_executed(values, stamp_ns, source)
         except ValueError as e:  # unknown source tag or schema violation: say so, keep recording others
             self.get_logger().error(f"step not recorded: {e}")
+        if self.recorder.recording:
+            # Per step (control rate, a few Hz): lets a conductor see that every executed action was
+            # accounted for (recorded or dropped) before it stops the episode.
+            self._publish_status()
+
+    def unconnected_inputs(self) -> list[str]:
+        """Topics nobody publishes to us yet. DDS discovery can finish after our services are up, and a volatile
+        topic loses what is sent before it is matched: an episode must not start until every input is connected."""
+        ns = self.get_namespace().rstrip("/")
+        return [t for t in self._inputs if self.count_publishers(f"{ns}/{t}") == 0]
 
     def _on_start(self, req, resp):
+        missing = self.unconnected_inputs()
+        if missing:
+            resp.success, resp.message = False, f"waiting for inputs: no publisher on {missing} yet"
+            return resp
         try:
             self.recorder.start()
             resp.success, resp.message = True, "recording"
@@ -97,13 +119,15 @@ class RecorderNode(Node):
         return resp
 
     def _on_stop(self, req, resp):
+        stats = self.recorder.writer_stats()  # before stop(): the writer is gone afterwards
         try:
             steps, dropped = self.recorder.n_steps, self.recorder.n_dropped
             idx = self.recorder.stop(success=bool(req.data))
             resp.success = idx is not None
-            resp.message = json.dumps({"episode": idx, "steps": steps, "dropped": dropped})
+            resp.message = json.dumps({"episode": idx, "steps": steps, "dropped": dropped, **stats})
         except Exception as e:
-            resp.success, resp.message = False, json.dumps({"error": str(e)})
+            # e.g. WriterOverrunError: the reply still says how many steps the writer dropped
+            resp.success, resp.message = False, json.dumps({"error": str(e), **stats})
         self._publish_status()
         return resp
 
@@ -116,7 +140,7 @@ class RecorderNode(Node):
         r = self.recorder
         self.pub_status.publish(conv.json_msg({
             "recording": r.recording, "steps": r.n_steps, "dropped": r.n_dropped,
-            "episodes": r.store.n_episodes, "store": str(r.store.path)}))
+            "episodes": r.store.n_episodes, "store": str(r.store.path), **r.writer_stats()}))
 
     def close(self) -> None:
         if self.recorder.recording:

@@ -11,12 +11,14 @@ import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
 from robot_stack.ros import conversions as conv
-from robot_stack.ros.qos import LATCHED, STATUS, configure_dds_environment
+from robot_stack.ros.qos import LATCHED, SENSOR, STATUS, configure_dds_environment
 
 # service name -> (type, node that provides it)
 SERVICES = {
@@ -37,6 +39,28 @@ class RigTimeout(TimeoutError):
     pass
 
 
+class ArmStateReading:
+    """One arm tick as seen on joint_states + ee_pose: names/positions (gripper opening included under
+    conversions.GRIPPER_JOINT), ee pose xyz (m) + quaternion xyzw, and the capture stamp."""
+
+    __slots__ = ("stamp_ns", "names", "positions", "ee_pose")
+
+    def __init__(self, stamp_ns: int, names, positions, ee_pose):
+        self.stamp_ns, self.names, self.positions, self.ee_pose = stamp_ns, tuple(names), tuple(positions), tuple(ee_pose)
+
+    @classmethod
+    def from_msgs(cls, js: JointState, pose: PoseStamped) -> ArmStateReading:
+        p, o = pose.pose.position, pose.pose.orientation
+        return cls(conv.time_to_ns(js.header.stamp), js.name, [float(v) for v in js.position],
+                   [p.x, p.y, p.z, o.x, o.y, o.z, o.w])
+
+    @property
+    def arm_joints(self) -> tuple[list[str], list[float]]:
+        """(joint names, positions rad) without the gripper entry."""
+        keep = [i for i, n in enumerate(self.names) if n != conv.GRIPPER_JOINT]
+        return [self.names[i] for i in keep], [self.positions[i] for i in keep]
+
+
 class RigClient:
     def __init__(self, namespace: str, name: str = "conductor"):
         configure_dds_environment()
@@ -52,9 +76,19 @@ class RigClient:
         self.policy_active: list[dict] = []  # every policy_active report, in order
         self.inference_status: dict = {}
         self.arm_status: dict = {}
+        self.recorder_status: dict = {}
         self.node.create_subscription(String, "policy_active", self._on_policy_active, LATCHED)
+        self.node.create_subscription(String, "recorder/status", self._on_recorder_status, STATUS)
         self.node.create_subscription(String, "inference/status", self._on_inference_status, STATUS)
         self.node.create_subscription(DiagnosticArray, "arm/status", self._on_arm_status, STATUS)
+        # Arm state, joined by stamp (the arm node publishes joint_states and ee_pose with one stamp per tick).
+        self.latest_state: ArmStateReading | None = None
+        self.state_listeners: list = []  # called on the ROS thread with each joined ArmStateReading
+        self._joints_by_stamp: dict[int, JointState] = {}
+        self._pose_by_stamp: dict[int, PoseStamped] = {}
+        self.node.create_subscription(JointState, "joint_states", self._on_joints, SENSOR)
+        self.node.create_subscription(PoseStamped, "ee_pose", self._on_pose, SENSOR)
+        self.latest_images: dict[str, tuple[int, object]] = {}  # camera -> (capture stamp ns, uint8 (H, W, 3))
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
@@ -65,6 +99,22 @@ class RigClient:
         with self._lock:
             self.policy_active.append(conv.msg_json(msg))
 
+    def _on_recorder_status(self, msg: String) -> None:
+        with self._lock:
+            self.recorder_status = conv.msg_json(msg)
+
+    def wait_recorder_caught_up(self, executed_steps: int, timeout_s: float) -> bool:
+        """Wait until the recorder has accounted (recorded or dropped) for `executed_steps` steps of the current
+        episode: under load its queue may still hold executed actions when the arm has already stopped."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                st = dict(self.recorder_status)
+            if st.get("recording") and int(st.get("steps", 0)) + int(st.get("dropped", 0)) >= executed_steps:
+                return True
+            time.sleep(0.05)
+        return False
+
     def _on_inference_status(self, msg: String) -> None:
         with self._lock:
             self.inference_status = conv.msg_json(msg)
@@ -72,6 +122,50 @@ class RigClient:
     def _on_arm_status(self, msg: DiagnosticArray) -> None:
         with self._lock:
             self.arm_status = conv.status_of(msg)
+
+    def _on_joints(self, msg: JointState) -> None:
+        self._join(conv.time_to_ns(msg.header.stamp), joints=msg)
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        self._join(conv.time_to_ns(msg.header.stamp), pose=msg)
+
+    def _join(self, stamp_ns: int, joints: JointState | None = None, pose: PoseStamped | None = None) -> None:
+        if joints is not None:
+            self._joints_by_stamp[stamp_ns] = joints
+        if pose is not None:
+            self._pose_by_stamp[stamp_ns] = pose
+        if stamp_ns not in self._joints_by_stamp or stamp_ns not in self._pose_by_stamp:
+            # Best-effort topics lose a message now and then: keep only the last few unmatched halves.
+            for d in (self._joints_by_stamp, self._pose_by_stamp):
+                while len(d) > 8:
+                    d.pop(next(iter(d)))
+            return
+        reading = ArmStateReading.from_msgs(self._joints_by_stamp.pop(stamp_ns), self._pose_by_stamp.pop(stamp_ns))
+        with self._lock:
+            self.latest_state = reading
+        for listener in list(self.state_listeners):
+            listener(reading)
+
+    def subscribe_camera(self, camera: str) -> None:
+        """Keep the newest frame of camera/<camera>/image_raw in latest_images[camera] (calibration)."""
+        def on_image(msg: Image) -> None:
+            image = conv.msg_to_image(msg)
+            with self._lock:
+                self.latest_images[camera] = (conv.time_to_ns(msg.header.stamp), image)
+
+        self.node.create_subscription(Image, f"camera/{camera}/image_raw", on_image, SENSOR)
+
+    def wait_state(self, timeout_s: float, check=None) -> ArmStateReading:
+        """The newest joined arm state; RigTimeout naming the arm node if none arrives."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if check is not None:
+                check()
+            with self._lock:
+                if self.latest_state is not None:
+                    return self.latest_state
+            time.sleep(0.05)
+        raise RigTimeout(f"no joint_states + ee_pose within {timeout_s:.0f} s; is the arm (or sim_rig) node running?")
 
     # -- services ------------------------------------------------------------------------------
     def wait_ready(self, services, timeout_s: float, check=None) -> None:

@@ -22,6 +22,12 @@ from robot_stack.ros.qos import LATCHED
 
 def site_settings(rig) -> tuple[dict, dict[str, dict], dict]:
     """(arm settings, camera settings per name, safety) = rig config with calibration/<rig>/*.yaml on top."""
+    arm, cams, safety, _ = _site(rig)
+    return arm, cams, safety
+
+
+def _site(rig) -> tuple[dict, dict[str, dict], dict, dict[str, dict]]:
+    """site_settings + the calibrated intrinsics per camera (cameras without an `intrinsics` entry are left out)."""
     from omegaconf import OmegaConf
 
     from robot_stack.calibration.files import load_device
@@ -35,12 +41,14 @@ def site_settings(rig) -> tuple[dict, dict[str, dict], dict]:
     skip = {"date", "residuals", "_path", "workspace_min_m", "workspace_max_m"}
     arm = {**OmegaConf.to_container(rig.get("arm") or {}, resolve=True),
            **{k: v for k, v in arm_site.items() if k not in skip}}
-    cams = {}
+    cams, intrinsics = {}, {}
     for name, c in rig.cameras.items():
         site = load_device(calib_dir, name, max_age)
+        if isinstance(site.get("intrinsics"), dict):
+            intrinsics[name] = site["intrinsics"]
         cam_skip = skip | {"intrinsics", "T_base_camera", "T_gripper_camera"}
         cams[name] = {**OmegaConf.to_container(c, resolve=True), **{k: v for k, v in site.items() if k not in cam_skip}}
-    return arm, cams, safety
+    return arm, cams, safety, intrinsics
 
 
 class RigControlNode(Node):
@@ -95,7 +103,7 @@ def build(cfg):
     if str(rig.driver) == "sim":
         raise ValueError(f"rig {rig.name} is simulated; start robot_stack.ros.sim_rig_node (profile sim_collect)")
     ns = str(rig.namespace)
-    arm_settings, cam_settings, safety = site_settings(rig)
+    arm_settings, cam_settings, safety, intrinsics = _site(rig)
     sdk_node = None
     if str(rig.driver) == "widowx":
         # A node of our own for the Interbotix SDK, spun by the SDK's background executor (robot_startup), not
@@ -108,7 +116,8 @@ def build(cfg):
         cam.connect()
     controller = ArmController(arm, SafetyConfig.from_mapping(safety))
     arm_node = ArmNode(controller, float(rig.control_hz), base_frame=f"{rig.robot}/base_link", namespace=ns)
-    camera_node = CameraNode(cameras, {n: float(s["fps_hz"]) for n, s in cam_settings.items()}, namespace=ns)
+    camera_node = CameraNode(cameras, {n: float(s["fps_hz"]) for n, s in cam_settings.items()}, namespace=ns,
+                             intrinsics=intrinsics)
     control = RigControlNode(arm, cameras, controller, arm_node, namespace=ns)
     arm_node.get_logger().info(f"rig {rig.name} up: driver={rig.driver} cameras="
                                f"{ {n: s['type'] for n, s in cam_settings.items()} } control={rig.control_hz} Hz")

@@ -37,6 +37,7 @@ class TeleopNode(Node):
         sample = self.device.read()
         for ev in sample.events:
             self.link.events.put(ev)
+            self.link.stamped_events.put((ev, stamp_ns))
         if self.link.live:
             self.pub.publish(conv.action_to_msg(self.action_names, sample.action, stamp_ns, self.source))
             self.link.steps_published += 1

@@ -64,6 +64,7 @@ class EpisodeRecorder:
                       "interventions": 0, "start_time_ns": time.time_ns(), "notes": notes}
         self._active, self._writer = True, None
         self._versions: list[str] = []
+        self._last_kind: str | None = None
         self.n_dropped = 0
 
     def on_executed(self, action: np.ndarray, stamp_ns: int, source: str) -> bool:
@@ -80,9 +81,11 @@ class EpisodeRecorder:
         if self._writer is None:
             self._meta.update(source=kind, policy_version=version)
             self._writer = self._writer_cls(self.store, dict(self._meta), flush_every=self.flush_every)
-        elif kind != self._meta["source"]:
-            # A person took over from the policy (or handed back): counted, DESIGN.md per-episode metadata.
+        elif kind != self._last_kind and kind != self._meta["source"]:
+            # A takeover: someone other than the episode's controller (a person over the policy) starts
+            # acting. One intervention per takeover, however many steps it lasts (per-episode metadata).
             self._meta["interventions"] += 1
+        self._last_kind = kind
         if version is not None and version not in self._versions:
             # A hot swap mid-episode: the episode records every version that acted, in order.
             self._versions.append(version)
@@ -90,6 +93,14 @@ class EpisodeRecorder:
         obs[capture_ns_key("action")] = np.int64(stamp_ns)
         self._writer.add_step(obs)
         return True
+
+    def writer_stats(self) -> dict[str, int]:
+        """The episode writer's health: steps it refused (disk too slow) and how full its buffer is."""
+        w = self._writer
+        if w is None:
+            return {"writer_dropped_steps": 0, "writer_buffered_steps": 0, "writer_max_buffered_steps": 0}
+        return {"writer_dropped_steps": int(w.n_dropped_steps), "writer_buffered_steps": int(w.buffered_steps),
+                "writer_max_buffered_steps": int(w.max_buffered_steps)}
 
     @property
     def n_steps(self) -> int:

@@ -15,8 +15,9 @@ import numpy as np
 from robot_stack.registry import Registry
 from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX
 
-# Operator events (episode control). "intervene" toggles between policy and person (intervention mode).
-EVENTS = ("start", "success", "fail", "discard", "intervene", "quit")
+# Operator events (episode control). "intervene" toggles between policy and person (intervention mode);
+# "home" marks the current joints as the home pose (`robot-stack calibrate home`).
+EVENTS = ("start", "success", "fail", "discard", "intervene", "quit", "home")
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Gamepad teleop through pygame's joystick API (Xbox layout): left stick x/y, right stick z/yaw,
-A toggles gripper, Start = start, Y = success, B = fail, X = discard, LB = intervene.
+A toggles gripper, Start = start, Y = success, B = fail, X = discard, LB = intervene, Back = home.
 
 pygame API used: `pygame.init()`, `pygame.joystick.get_count()`, `pygame.joystick.Joystick(0)` with
 `init()`, `get_axis(i)`, `get_button(i)`, and `pygame.event.pump()`. Injectable (`pg`) for tests.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from robot_stack.teleop.device import TELEOPS, Teleop, TeleopSample
 
-BUTTONS = {0: "gripper", 7: "start", 3: "success", 1: "fail", 2: "discard", 4: "intervene"}
+BUTTONS = {0: "gripper", 7: "start", 3: "success", 1: "fail", 2: "discard", 4: "intervene", 6: "home"}
 
 
 @TELEOPS.register("gamepad")

@@ -2,6 +2,7 @@
 
     w/s  +x/-x    a/d  +y/-y    r/f  +z/-z    q/e  yaw +/-    space  toggle gripper
     Enter start   y    success  n    fail      x    discard     i      intervene    Esc quit
+    h     home (calibrate home: these joints are the home pose)
 
 A key press moves one full step (keys auto-repeat while held).
 """
@@ -17,7 +18,7 @@ from robot_stack.teleop.device import TELEOPS, Teleop, TeleopSample
 
 MOTION = {"w": (0, 1), "s": (0, -1), "a": (1, 1), "d": (1, -1), "r": (2, 1), "f": (2, -1), "q": (5, 1), "e": (5, -1)}
 EVENT_KEYS = {"\n": "start", "\r": "start", "y": "success", "n": "fail", "x": "discard", "i": "intervene",
-              "\x1b": "quit"}
+              "h": "home", "\x1b": "quit"}
 
 
 def _tty_keys() -> str:

@@ -27,6 +27,10 @@ class TeleopLink:
 
     def __init__(self):
         self.events: queue.Queue[str] = queue.Queue()
+        # The same events with the stamp of the arm state the device read answered, for consumers that need
+        # "the arm as it was at the key press" (calibrate home). Events are a few per episode: an undrained
+        # queue (robot-stack collect) costs nothing worth bounding.
+        self.stamped_events: queue.Queue[tuple[str, int]] = queue.Queue()
         self._live = threading.Event()
         self.steps_published = 0
         self.last_state_ns = 0

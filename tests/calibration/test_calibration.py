@@ -190,3 +190,131 @@ def test_calibration_files_round_trip_and_staleness(tmp_path, caplog):
     (tmp_path / "wrist.yaml").write_text("serial: FILL_ME\n")
     with pytest.raises(files.CalibrationError, match=r"fill in the site values for \['serial'\]"):
         files.load_device(tmp_path, "wrist")
+
+
+# -- capture from a live stream: views, workspace, CLI wiring ---------------------------------------------------
+
+def test_intrinsics_views_keep_distinct_views_and_calibrate(eye_to_hand_views):
+    from robot_stack.calibration.views import IntrinsicsViews
+
+    _, images, _ = eye_to_hand_views
+    views = IntrinsicsViews(SPEC, n_views=10, min_move_px=5.0)
+    kept = [views.offer(im) for im in images]
+    assert not views.offer(images[int(np.flatnonzero(kept)[0])])  # the same view again adds nothing
+    assert sum(kept) >= 6
+    fields, residuals = views.finish()
+    f_true = _intrinsics()[0, 0]
+    k = np.array(fields["intrinsics"]["K"])
+    assert abs(k[0, 0] - f_true) / f_true < 0.02 and residuals["rms_px"] < 1.0
+    assert (fields["intrinsics"]["width"], fields["intrinsics"]["height"]) == (W, H)
+
+
+def test_intrinsics_views_refuse_too_few_views():
+    from robot_stack.calibration.views import IntrinsicsViews
+
+    views = IntrinsicsViews(SPEC, n_views=5)
+    assert not views.offer(np.zeros((H, W, 3), np.uint8))
+    with pytest.raises(files.CalibrationError, match="tilt the board"):
+        views.finish()
+
+
+def test_handeye_views_skip_repeated_poses_and_recover_camera(eye_to_hand_views):
+    from robot_stack.calibration.views import HandEyeViews
+
+    gs, images, cams = eye_to_hand_views
+    views = HandEyeViews(SPEC, _intrinsics(), np.zeros(5), "eye_to_hand", n_samples=12, min_rotation_deg=2.0)
+    kept = [views.offer(g, im) for g, im in zip(gs, images, strict=True)]
+    assert sum(kept) >= 6
+    assert not views.offer(gs[int(np.flatnonzero(kept)[0])], images[int(np.flatnonzero(kept)[0])])  # a repeat
+    fields, residuals = views.finish()
+    x = np.array(fields["T_base_camera"])
+    assert np.linalg.norm(x[:3, 3] - cams[0][:3, 3]) < 0.005
+    assert residuals["mode"] == "eye_to_hand" and residuals["translation_rms_mm"] < 5.0
+    assert residuals["board_reprojection_rms_px"] < 2.0
+
+
+def test_still_pose_needs_the_arm_to_hold():
+    from robot_stack.calibration.views import still_pose
+
+    moving = [(i, np.eye(4)) for i in range(3)]
+    moving[1][1][0, 3] = 0.01
+    assert still_pose(moving, 10) is None
+    still = [(i, np.eye(4)) for i in range(4)]
+    assert still_pose(still, 10) is not None and still_pose(still, 1) is None  # too few before the image
+
+
+def test_workspace_capture_bounds_margin_and_degenerate_box():
+    from robot_stack.calibration.workspace import WorkspaceCapture
+
+    cap = WorkspaceCapture(margin_m=0.01)
+    for i, p in enumerate([[0.2, 0.0, 0.1], [0.3, 0.05, 0.2], [0.25, -0.05, 0.15], [np.nan, 0, 0]]):
+        cap.add_state(i, ["j1"], [0.1 * i], p)
+    lo, hi, res = cap.bounds()
+    assert lo == pytest.approx([0.19, -0.06, 0.09]) and hi == pytest.approx([0.31, 0.06, 0.21])
+    assert res["n_states"] == 3  # the NaN state is not part of the box
+    flat = WorkspaceCapture()
+    for i in range(5):
+        flat.add_state(i, ["j1"], [0.0], [0.2 + 0.02 * i, 0.0, 0.1])
+    with pytest.raises(files.CalibrationError, match=r"degenerate.*\['y', 'z'\]"):
+        flat.bounds()
+
+
+def test_drive_capture_home_at_the_pressed_state_and_abort():
+    import queue
+
+    from robot_stack.calibration.workspace import WorkspaceCapture, drive_capture
+
+    cap = WorkspaceCapture()
+    for i in range(5):
+        cap.add_state(100 + i, ["a", "b"], [0.1 * i, -0.1 * i], [0.2, 0.0, 0.1])
+    events = queue.Queue()
+    events.put(("start", 101))
+    events.put(("success", 102))  # in home mode success also marks home
+    res = drive_capture(cap, events, "home")
+    assert res.home_joints_rad == pytest.approx([0.2, -0.2]) and res.workspace_min_m is None
+    assert res.arm_yaml() == {"home_joints_rad": res.home_joints_rad}
+    events.put(("quit", 104))
+    with pytest.raises(files.CalibrationError, match="nothing was written"):
+        drive_capture(cap, events, "workspace")
+    with pytest.raises(files.CalibrationError, match="home key was never pressed"):
+        WorkspaceCapture().result(want_bounds=False, want_home=True)
+
+
+def test_calibrate_cli_argument_errors(capsys):
+    from robot_stack.cli.main import main
+
+    assert main(["calibrate"]) == 2 and "workspace, home, intrinsics, handeye" in capsys.readouterr().err
+    assert main(["calibrate", "intrinsics", "rig=sim_widowx"]) == 2 and "camera=<name>" in capsys.readouterr().err
+    assert main(["calibrate", "handeye", "camera=front", "mode=sideways"]) == 2
+    assert "eye_to_hand" in capsys.readouterr().err
+    assert main(["calibrate", "workspace", "margin_m=lots"]) == 2 and "not a number" in capsys.readouterr().err
+    assert main(["calibrate", "intrinsics", "camera=front", "board.size=3"]) == 2
+    assert "board.squares_x" in capsys.readouterr().err
+    assert main(["calibrate", "intrinsics", "camera=top", "rig=sim_widowx"]) == 2
+    assert "no camera 'top'" in capsys.readouterr().err
+
+
+def test_calibrate_cli_save_path_and_handeye_needs_intrinsics(tmp_path, capsys):
+    from robot_stack.calibration.views import load_intrinsics
+    from robot_stack.cli.calibrate import calibration_dir, parse_args
+    from robot_stack.cli.main import main
+    from robot_stack.conf import load_config
+
+    _, own, _, _ = parse_args(["workspace", "rig=widowx"])
+    assert calibration_dir(load_config(["rig=widowx"]), own) == files.Path("calibration/widowx")
+    assert calibration_dir(load_config(["rig=sim_widowx"]), {}) == files.Path("calibration/sim_widowx")
+    assert calibration_dir(load_config([]), {"calibration_dir": str(tmp_path)}) == tmp_path
+    # hand-eye refuses before starting any node when the camera has no intrinsics yet
+    files.save_device(tmp_path, "front", {"type": "realsense", "serial": "1"})
+    assert main(["calibrate", "handeye", "rig=sim_widowx", "camera=front", "mode=eye_to_hand",
+                 f"calibration_dir={tmp_path}"]) == 2
+    assert "robot-stack calibrate intrinsics" in capsys.readouterr().err
+    # what `calibrate intrinsics` saves is what hand-eye (and camera_node) read back
+    from robot_stack.calibration.views import intrinsics_fields
+
+    res = {"K": _intrinsics(), "dist_coeffs": np.zeros(5), "width": W, "height": H}
+    files.save_device(tmp_path, "front", intrinsics_fields(res), residuals={"rms_px": 0.2})
+    data = files.load_device(tmp_path, "front")
+    k, d = load_intrinsics(data, "front.yaml")
+    np.testing.assert_allclose(k, _intrinsics(), atol=1e-6)
+    assert data["serial"] == "1" and data["residuals"]["rms_px"] == 0.2 and len(d) == 5

@@ -48,3 +48,26 @@ def test_status_and_json_messages():
     assert conv.msg_json(conv.json_msg({"a": 1})) == {"a": 1}
     with pytest.raises(conv.MessageError):
         conv.msg_json(conv.String(data="not json"))
+
+
+def test_camera_info_uses_calibrated_intrinsics_else_fov():
+    k = [[600.0, 0, 319.5], [0, 610.0, 239.5], [0, 0, 1]]
+    intr = {"K": k, "D": [0.1, -0.05, 0.001, 0.0, 0.0], "width": 640, "height": 480, "distortion_model": "plumb_bob"}
+    info = conv.camera_info_msg(480, 640, 7, "front_optical_frame", fov_y_deg=45.0, intrinsics=intr)
+    np.testing.assert_allclose(np.reshape(info.k, (3, 3)), k)
+    assert list(info.d) == pytest.approx(intr["D"])
+    np.testing.assert_allclose(np.reshape(info.p, (3, 4))[:, :3], k)  # calibrated wins over the FoV pinhole
+    half = conv.camera_info_msg(240, 320, 7, "front", intrinsics=intr)  # same sensor, half resolution
+    assert half.k[0] == pytest.approx(300.0) and half.k[4] == pytest.approx(305.0) and half.k[2] == pytest.approx(159.75)
+    with pytest.raises(conv.MessageError, match="aspect ratio"):
+        conv.camera_info_msg(480, 480, 7, "front", intrinsics=intr)
+    sim = conv.camera_info_msg(128, 128, 7, "front", fov_y_deg=90.0)
+    assert sim.k[0] == pytest.approx(64.0) and list(sim.d) == [0.0] * 5
+
+
+def test_arm_state_reading():
+    from robot_stack.ros.rig_client import ArmStateReading
+
+    st = ArmState(("waist", "shoulder"), np.array([0.1, -0.2]), np.array([0.3, 0.0, 0.2, 0, 0, 0, 1.0]), 0.7, 42)
+    r = ArmStateReading.from_msgs(*conv.arm_state_msgs(st, "base"))
+    assert r.stamp_ns == 42 and r.arm_joints == (["waist", "shoulder"], [0.1, -0.2]) and r.ee_pose[:3] == (0.3, 0.0, 0.2)

@@ -56,13 +56,18 @@ def test_takeover_is_counted_as_intervention_and_missing_obs_dropped(recorder):
     recorder.start()
     _feed(recorder, 0, 1)
     recorder.on_executed(np.zeros(7, np.float32), 0, "policy:bc_conv@v1")
-    _feed(recorder, 200, 2)
-    recorder.on_executed(np.zeros(7, np.float32), 200 * MS, "teleop:spacemouse")
+    for k in (1, 2, 3):  # a three-step takeover is one intervention
+        _feed(recorder, 200 * k, k)
+        recorder.on_executed(np.zeros(7, np.float32), 200 * k * MS, "teleop:spacemouse")
+    _feed(recorder, 800, 4)
+    recorder.on_executed(np.zeros(7, np.float32), 800 * MS, "policy:bc_conv@v1")  # handed back
+    _feed(recorder, 1000, 5)
+    recorder.on_executed(np.zeros(7, np.float32), 1000 * MS, "teleop:spacemouse")  # second takeover
     assert not recorder.on_executed(np.zeros(7, np.float32), 999 * MS, "policy:bc_conv@v1")  # no such state
     assert recorder.n_dropped == 1
     idx = recorder.stop(success=False)
-    assert recorder.store.episode_meta(idx).interventions == 1
-    assert recorder.store.get_episode(idx)["action"].shape == (2, 7)
+    assert recorder.store.episode_meta(idx).interventions == 2
+    assert recorder.store.get_episode(idx)["action"].shape == (6, 7)
 
 
 def test_empty_episode_commits_nothing_and_state_errors_are_clear(recorder):
@@ -89,3 +94,17 @@ def test_source_tags():
     assert parse_source("policy:bc_conv@v2") == ("policy", "bc_conv@v2")
     with pytest.raises(ValueError, match="does not start"):
         parse_source("robot:unknown")
+
+
+def test_writer_stats_report_the_real_writer(recorder):
+    zero = {"writer_dropped_steps": 0, "writer_buffered_steps": 0, "writer_max_buffered_steps": 0}
+    assert recorder.writer_stats() == zero  # no episode yet
+    recorder.start()
+    for k in range(3):
+        _feed(recorder, 200 * k, k)
+        recorder.on_executed(np.zeros(7, np.float32), 200 * k * MS, "sim:scripted_expert")
+    stats = recorder.writer_stats()
+    assert stats["writer_dropped_steps"] == 0 and stats["writer_max_buffered_steps"] > 0
+    assert 0 <= stats["writer_buffered_steps"] <= 3
+    recorder.stop(success=True)
+    assert recorder.writer_stats() == zero

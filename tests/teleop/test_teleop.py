@@ -161,3 +161,16 @@ def test_intervention_mode_hands_over_and_back():
     enables = [d for s, d in client.calls if s == "inference/enable"]
     assert enables == [True, False, True, False]  # policy, person takes over, hand back, episode end
     assert states[:4] == [False, True, False, False] and rep.interventions == 1
+
+
+def test_home_key_on_keyboard_gamepad_and_replay(tmp_path):
+    keys = iter(["h"])
+    assert KeyboardTeleop(key_source=lambda: next(keys)).read().events == ["home"]
+    from robot_stack.teleop.gamepad import BUTTONS
+
+    assert BUTTONS[6] == "home"
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"action": [0] * 6 + [1], "events": ["home"]}) + "\n")
+    dev = make_teleop("replay", 0.02, 0.1, str(path))
+    dev.connect()
+    assert dev.read().events == ["home"]
