@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from robot_stack.cameras.camera import Frame
+from robot_stack.cameras.camera import Camera, Frame
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +118,24 @@ class FrameGrabber:
 
     def _hint(self) -> str:
         return f" (restarts: {self.restarts}; last error: {self.last_error or 'none'})"
+
+
+class GrabbedCamera(Camera):
+    """A camera whose frames come from a background FrameGrabber (`self.grabber`), so reads never block the
+    control loop for longer than one frame period. Subclasses set `grabber`, `config` (with fps_hz and
+    stall_timeout_s) and `_last_read_ns = 0`."""
+
+    grabber: FrameGrabber
+
+    def read(self) -> Frame:
+        """The next frame newer than the last one read (waits at most one period; the first read waits for
+        the stream to start, up to stall_timeout_s)."""
+        timeout_s = 1.0 / self.config.fps_hz if self._last_read_ns else self.config.stall_timeout_s
+        frame = self.grabber.wait_newer(self._last_read_ns, timeout_s=timeout_s)
+        if frame is None:
+            raise RuntimeError(f"camera {self.name}: no frame yet (last error: {self.grabber.last_error or 'none'})")
+        self._last_read_ns = frame.capture_ns
+        return frame
+
+    def read_latest(self, max_age_ms: float) -> Frame:
+        return self.grabber.read_latest(max_age_ms)

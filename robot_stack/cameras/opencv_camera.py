@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_stack.cameras.camera import CAMERAS, Camera, Frame
-from robot_stack.cameras.grabber import FrameGrabber
+from robot_stack.cameras.camera import CAMERAS, Frame
+from robot_stack.cameras.grabber import FrameGrabber, GrabbedCamera
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class OpenCVCameraConfig:
 
 
 @CAMERAS.register("opencv")
-class OpenCVCamera(Camera):
+class OpenCVCamera(GrabbedCamera):
     def __init__(self, name: str, config: OpenCVCameraConfig):
         self.name, self.config = name, config
         self.height, self.width = config.height, config.width
@@ -96,16 +96,6 @@ class OpenCVCamera(Camera):
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             return None
         return Frame(np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), time.time_ns())
-
-    def read(self) -> Frame:
-        frame = self.grabber.wait_newer(self._last_read_ns, timeout_s=self._period_s if self._last_read_ns else self.config.stall_timeout_s)
-        if frame is None:
-            raise RuntimeError(f"camera {self.name}: no frame yet (last error: {self.grabber.last_error or 'none'})")
-        self._last_read_ns = frame.capture_ns
-        return frame
-
-    def read_latest(self, max_age_ms: float) -> Frame:
-        return self.grabber.read_latest(max_age_ms)
 
     def disconnect(self) -> None:
         self.grabber.stop()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robot_stack.cameras.camera import CAMERAS, Camera, Frame
-from robot_stack.cameras.grabber import FrameGrabber
+from robot_stack.cameras.camera import CAMERAS, Frame
+from robot_stack.cameras.grabber import FrameGrabber, GrabbedCamera
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def list_devices(rs) -> list[dict]:
 
 
 @CAMERAS.register("realsense")
-class RealSenseCamera(Camera):
+class RealSenseCamera(GrabbedCamera):
     def __init__(self, name: str, config: RealSenseConfig, rs=None):
         self.name, self.config = name, config
         self.height, self.width = config.height, config.width
@@ -157,16 +157,6 @@ class RealSenseCamera(Camera):
                         frame.get_frame_timestamp_domain())
             self._warned_domain = True
         return time.time_ns()
-
-    def read(self) -> Frame:
-        frame = self.grabber.wait_newer(self._last_read_ns, timeout_s=1.0 / self.config.fps_hz if self._last_read_ns else self.config.stall_timeout_s)
-        if frame is None:
-            raise RuntimeError(f"camera {self.name}: no frame yet (last error: {self.grabber.last_error or 'none'})")
-        self._last_read_ns = frame.capture_ns
-        return frame
-
-    def read_latest(self, max_age_ms: float) -> Frame:
-        return self.grabber.read_latest(max_age_ms)
 
     def disconnect(self) -> None:
         self.grabber.stop()

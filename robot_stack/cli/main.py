@@ -19,82 +19,58 @@ import sys
 USAGE = __doc__
 
 
+# command -> module whose `main(argv) -> int` runs it; imported only when that command runs.
+COMMANDS = {
+    "demo": "robot_stack.cli.demo",
+    "up": "robot_stack.cli.supervisor:up_main",
+    "collect": "robot_stack.cli.collect",
+    "calibrate": "robot_stack.cli.calibrate",
+    "cameras": "robot_stack.cli.cameras",
+    "store": "robot_stack.cli.store",
+    "learn": "robot_stack.learn.run",
+    "sim": "robot_stack.cli.sim",
+    "profiles": "robot_stack.cli.main:_profiles",
+    "config": "robot_stack.cli.main:_config",
+}
+
+
+def _profiles(argv: list[str]) -> int:
+    from robot_stack.cli.profiles import available_profiles
+
+    print("\n".join(available_profiles()))
+    return 0
+
+
+def _config(argv: list[str]) -> int:
+    from omegaconf import OmegaConf
+
+    from robot_stack.conf import load_config
+
+    print(OmegaConf.to_yaml(load_config(argv)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    import importlib
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd == "demo":
-        from robot_stack.cli.demo import main as demo_main
-        from robot_stack.errors import operator_errors
+    if cmd not in COMMANDS:
+        print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    module, _, func = COMMANDS[cmd].partition(":")
+    run = getattr(importlib.import_module(module), func or "main")
+    from robot_stack.errors import operator_errors
 
-        try:
-            return demo_main(rest)
-        except operator_errors() as e:
-            print(f"[demo] {e}", file=sys.stderr)
-            return 2
-    if cmd == "up":
-        from robot_stack.cli.supervisor import up_main
-
-        return up_main(rest)
-    if cmd == "learn":
-        from robot_stack.errors import operator_errors
-        from robot_stack.learn.run import main as learn_main
-
-        try:
-            return learn_main(rest)
-        except operator_errors() as e:
-            print(f"[learn] {e}", file=sys.stderr)
-            return 2
-    if cmd == "store":
-        from robot_stack.cli.store import main as store_main
-
-        return store_main(rest)
-    if cmd == "cameras":
-        from robot_stack.cli.cameras import main as cameras_main
-
-        return cameras_main(rest)
-    if cmd == "collect":
-        from robot_stack.cli.collect import main as collect_main
-        from robot_stack.errors import operator_errors
-
-        try:
-            return collect_main(rest)
-        except operator_errors() as e:
-            print(f"[collect] {e}", file=sys.stderr)
-            return 2
-    if cmd == "calibrate":
-        from robot_stack.cli.calibrate import main as calibrate_main
-        from robot_stack.errors import operator_errors
-
-        try:
-            return calibrate_main(rest)
-        except operator_errors() as e:
-            print(f"[calibrate] {e}", file=sys.stderr)
-            return 2
-    if cmd == "profiles":
-        from robot_stack.cli.profiles import available_profiles
-
-        print("\n".join(available_profiles()))
-        return 0
-    if cmd == "sim":
-        from robot_stack.cli.sim import main as sim_main
-
-        return sim_main(rest)
-    if cmd == "config":
-        from omegaconf import OmegaConf
-
-        from robot_stack.conf import ConfigError, load_config
-
-        try:
-            print(OmegaConf.to_yaml(load_config(rest)))
-        except ConfigError as e:
-            print(e, file=sys.stderr)
-            return 2
-        return 0
-    print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
-    return 2
+    try:
+        return run(rest)
+    except operator_errors() as e:
+        # Bad names, paths, stores or checkpoints: the message names the fix; a traceback would bury it.
+        print(f"[{cmd}] {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Any registered policy can be trained: the loop only calls `Policy.compute_loss`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import torch
 
 from robot_stack.inference.manifest import PolicyUpdate, make_update
 from robot_stack.learn.dataset import FrameDataset, eligible_episodes
+from robot_stack.learn.services import BackgroundService
 from robot_stack.policies.base import Policy, PolicyConfig, dataclass_from_dict, make_policy, policy_class
 from robot_stack.policies.checkpoint import (
     PolicySchema,
@@ -174,7 +174,7 @@ def _policy_config(policy_type: str, policy_config: PolicyConfig | dict[str, Any
     return cls.from_dict(policy_config) if isinstance(policy_config, dict) else policy_config
 
 
-class LearnerService:
+class LearnerService(BackgroundService):
     """Tails a store and writes a new checkpoint version every `steps_per_version` steps (module docstring).
 
     Restart-safe: on start it resumes the weights, step count and version numbering of `checkpoint_dir`'s
@@ -193,21 +193,7 @@ class LearnerService:
         self.announce = announce
         self.on_progress = on_progress
         self.updates: list[PolicyUpdate] = []     # every update announced by this run, in order
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def start(self) -> threading.Thread:
-        """Run in a background thread (the ROS node's executor keeps spinning); `stop()` ends it."""
-        self._thread = threading.Thread(target=self.run, name="learner", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def join(self, timeout_s: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        super().__init__()
 
     def run(self) -> list[PolicyUpdate]:
         """Block until cfg.max_versions new versions are written or stop(); returns the announced updates."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from robot_stack.inference.manifest import PolicyUpdate, make_update
 from robot_stack.learn.mixing import PriorTargetSchedule, offline_online_ratio
 from robot_stack.learn.prefetch import prefetch
 from robot_stack.learn.rl_dataset import RewardConfig, TransitionDataset, mixed_sample
+from robot_stack.learn.services import BackgroundService
 from robot_stack.policies.base import Policy, dataclass_from_dict, make_policy, policy_class
 from robot_stack.policies.checkpoint import (
     PolicySchema,
@@ -177,8 +177,10 @@ class _Progress:
                 self.writer.add_scalar(k, v, step)
 
 
-class RLLearnerService:
+class RLLearnerService(BackgroundService):
     """See module docstring. `run()` blocks; `start()`/`stop()`/`join()` run it on a thread (the ROS node)."""
+
+    _thread_name = "rl-learner"
 
     def __init__(self, store_path: str | Path, checkpoint_dir: str | Path, cfg: RLLearnerConfig,
                  announce: Callable[[PolicyUpdate], None] | None = None, on_progress: ProgressFn | None = None):
@@ -190,26 +192,12 @@ class RLLearnerService:
         self.reward_cfg = RewardConfig.from_dict(cfg.reward)
         algo_cls = algo_class(cfg.algo)
         self.algo_cfg = algo_cls.config_class.from_dict(cfg.algo_config)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.policy: Policy | None = None
         self.algo: Algorithm | None = None
         self.step = 0
         self.version = 0
         self.phase = "offline"
-
-    # ---- thread control ---------------------------------------------------------------------------
-    def stop(self) -> None:
-        self._stop.set()
-
-    def start(self) -> threading.Thread:
-        self._thread = threading.Thread(target=self.run, name="rl-learner", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def join(self, timeout_s: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout_s)
 
     # ---- main loop ----------------------------------------------------------------------------------
     def run(self) -> list[PolicyUpdate]:

@@ -9,12 +9,39 @@ robot_stack.algos.base.ALGOS builds the RLLearnerService.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from robot_stack.registry import Registry
+
+
+class BackgroundService:
+    """Thread control every learner service shares: `run()` blocks; `start()` runs it in a daemon thread so a
+    ROS node's executor keeps spinning; `stop()` asks the loop to end after its current step."""
+
+    _thread_name = "learner"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run(self):  # pragma: no cover - every service implements its loop
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def start(self) -> threading.Thread:
+        self._thread = threading.Thread(target=self.run, name=self._thread_name, daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def join(self, timeout_s: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
 
 ServiceBuilder = Callable[[Any, Callable | None, Callable | None], Any]
 SERVICES: Registry[ServiceBuilder] = Registry("learner service")
