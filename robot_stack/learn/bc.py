@@ -255,17 +255,6 @@ class LearnerService(BackgroundService):
         self._announce(make_update(latest))
         return policy, manifest.step, manifest.version
 
-    def _open_store(self) -> Any | None:
-        """Open the store read-only, waiting for the recorder to create it; None if stopped first."""
-        from robot_stack.store import StoreError, TrajectoryStore
-
-        while True:
-            try:
-                return TrajectoryStore.open(self.store_path, mode="r")
-            except StoreError as e:
-                log.info("waiting for store %s (%s)", self.store_path, e)
-            if self._stop.wait(self.cfg.poll_interval_s):
-                return None
 
     def _wait_for_data(self, store: Any, dataset: FrameDataset) -> bool:
         """Load newly committed eligible episodes; wait until ≥ min_episodes. False if stopped first."""
@@ -283,11 +272,6 @@ class LearnerService(BackgroundService):
             if self._stop.wait(self.cfg.poll_interval_s):
                 return False
 
-    def _announce(self, update: PolicyUpdate) -> None:
-        self.updates.append(update)
-        log.info("announcing policy %s v%d at %s", update.policy_type, update.version, update.path)
-        if self.announce is not None:
-            self.announce(update)
 
     def _tensorboard(self) -> Any | None:
         if self.cfg.tensorboard_dir is None:

@@ -477,22 +477,7 @@ class RLLearnerService(BackgroundService):
         self._announce(make_update(latest))
         return True
 
-    def _announce(self, update: PolicyUpdate) -> None:
-        self.updates.append(update)
-        log.info("announcing policy %s v%d at %s", update.policy_type, update.version, update.path)
-        if self.announce is not None:
-            self.announce(update)
 
-    def _open_store(self) -> Any | None:
-        from robot_stack.store import StoreError, TrajectoryStore
-
-        while True:
-            try:
-                return TrajectoryStore.open(self.store_path, mode="r")
-            except StoreError as e:
-                log.info("waiting for store %s (%s)", self.store_path, e)
-            if self._stop.wait(self.cfg.poll_interval_s):
-                return None
 
     def _tensorboard(self) -> Any | None:
         if self.cfg.tensorboard_dir is None:

@@ -9,6 +9,7 @@ robot_stack.algos.base.ALGOS builds the RLLearnerService.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,10 +18,14 @@ from omegaconf import OmegaConf
 
 from robot_stack.registry import Registry
 
+log = logging.getLogger(__name__)
+
 
 class BackgroundService:
-    """Thread control every learner service shares: `run()` blocks; `start()` runs it in a daemon thread so a
-    ROS node's executor keeps spinning; `stop()` asks the loop to end after its current step."""
+    """What every learner service shares: thread control (`run()` blocks; `start()` runs it in a daemon thread
+    so a ROS node's executor keeps spinning; `stop()` asks the loop to end after its current step), waiting for
+    the store to exist, and announcing checkpoints. Subclasses set `store_path`, `cfg.poll_interval_s`,
+    `announce` (callback or None) and `updates` (list)."""
 
     _thread_name = "learner"
 
@@ -42,6 +47,25 @@ class BackgroundService:
     def join(self, timeout_s: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout_s)
+
+    def _announce(self, update) -> None:
+        self.updates.append(update)
+        log.info("announcing policy %s v%d at %s", update.policy_type, update.version, update.path)
+        if self.announce is not None:
+            self.announce(update)
+
+    def _open_store(self):
+        """Open the store read-only, waiting for the recorder to create it; None if stopped first."""
+        from robot_stack.store import StoreError, TrajectoryStore
+
+        while True:
+            try:
+                return TrajectoryStore.open(self.store_path, mode="r")
+            except StoreError as e:
+                log.info("waiting for store %s (%s)", self.store_path, e)
+            if self._stop.wait(self.cfg.poll_interval_s):
+                return None
+
 
 ServiceBuilder = Callable[[Any, Callable | None, Callable | None], Any]
 SERVICES: Registry[ServiceBuilder] = Registry("learner service")
