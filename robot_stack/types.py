@@ -17,6 +17,8 @@ from dataclasses import dataclass
 IMAGE_PREFIX = "observation.images."
 DEPTH_PREFIX = "observation.depth."
 STATE_KEY = "observation.state"
+# Privileged object state: sim object poses, or a tracker such as AprilTags on a real rig (LeRobot's key).
+ENV_STATE_KEY = "observation.environment_state"
 ACTION_KEY = "action"
 TIMESTAMP_PREFIX = "timestamps."
 

@@ -1,5 +1,6 @@
-"""`bc_actor`: behaviour cloning of the actor_critic policy's actor (its tanh-Gaussian NLL, `Policy.compute_loss`)
-on the RL image encoder — the BC baseline the RL algorithms are compared with on the same network."""
+"""`bc_actor`: behaviour cloning of the actor_critic policy's actor (`Policy.compute_loss`: MSE on the arm
+dimensions + BCE on the gripper decision) on the RL encoder — the BC baseline the RL algorithms are compared with
+on the same network."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm
 
 @dataclass
 class BCActorConfig(AlgoConfig):
-    lr: float = 1e-4                 # the RL actor's lr (§0), so BC and RL actors are comparable
+    lr: float = 3e-4                 # PTR pixel_bc actor_lr 3e-4; SERL bc.py learning_rate 3e-4
     weight_decay: float = 0.0
 
 

@@ -40,7 +40,7 @@ class CQLConfig(AlgoConfig):
     temperature_lr: float = 3e-4
     alpha_prime_lr: float = 3e-4
     tau: float = 5e-3
-    target_entropy_factor: float = 1.0      # target entropy = −|A|·factor
+    target_entropy_factor: float = 1.0      # target entropy = −|A|·factor (SERL/RLPD: 0.5)
     calql: bool = False                     # clip policy-action Q by MC returns (Cal-QL)
 
 
@@ -86,11 +86,10 @@ class CQL(Algorithm):
 
             # ---- actor and temperature (SAC; §0 "Actor loss") ----
             mean, log_std = p.actor_dist(o)
-            a_new, logp_new = p.sample_from(mean, log_std, 1)
             alpha = p.log_alpha.exp().detach()
-            z = p.critic.latent(o["images"], o["cond"] if p.actor_encoder_film else None, o["state"])
-            q_new = p.critic_q(o, a_new, z=z.detach()).min(0).values
-            actor_loss = (alpha * logp_new - q_new).mean()
+            z = p.critic_latent(o)
+            actor_terms, logp_new, q_new = p.actor_objective(o, mean, log_std, alpha, z.detach(), reduce="min")
+            actor_loss = actor_terms.mean()
             alpha_loss = -(p.log_alpha * (logp_new.detach() + self.target_entropy)).mean()
 
             # ---- critic ----

@@ -10,6 +10,8 @@ import math
 import numpy as np
 import torch
 
+from robot_stack.store.returns import mc_returns  # noqa: F401  (re-exported: one implementation, store + learner)
+
 
 def cql_regulariser(q_data: torch.Tensor, q_rand: torch.Tensor, q_pi: torch.Tensor, logp_pi: torch.Tensor,
                     action_dim: int, q_next_pi: torch.Tensor | None = None, logp_next_pi: torch.Tensor | None = None,
@@ -58,27 +60,6 @@ def max_q_backup_target(target_q: torch.Tensor, reward: torch.Tensor, mask: torc
 def lagrange_alpha_prime(log_alpha_prime: torch.Tensor) -> torch.Tensor:
     """α' = clip(exp(log α'), 0, 1e6) (§0 Lagrange)."""
     return log_alpha_prime.exp().clamp(0.0, 1e6)
-
-
-def mc_returns(rewards: np.ndarray, masks: np.ndarray, discount: float, failure_reward: float | None = None
-               ) -> np.ndarray:
-    """Monte-Carlo return-to-go of one trajectory (JaxCQL replay_buffer.py `calc_return_to_go`, §0):
-
-        if failure_reward is given and every r_t == failure_reward:  G_t = r_neg / (1 − γ)  for all t
-        else: G_T = r_T;  G_t = r_t + γ·G_{t+1}·mask_t        (mask_t = 1 − done_t)
-
-    rewards, masks (T,) -> (T,) float32. A failed sparse trajectory gets the "infinite-horizon" pessimistic value.
-    """
-    rewards = np.asarray(rewards, np.float64)
-    masks = np.asarray(masks, np.float64)
-    if failure_reward is not None and len(rewards) and np.all(rewards == failure_reward):
-        return np.full(len(rewards), failure_reward / (1.0 - discount), np.float32)
-    out = np.zeros(len(rewards), np.float64)
-    g = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
-        g = rewards[t] + (discount * g * masks[t] if t < len(rewards) - 1 else 0.0)
-        out[t] = g
-    return out.astype(np.float32)
 
 
 def ptr_rewards(n_steps: int, success: bool, num_final_reward_steps: int = 3, scale: float = 11.0,

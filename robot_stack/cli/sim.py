@@ -4,6 +4,7 @@
     robot-stack sim generate --arm widowx --tasks a,b --episodes N --noise 0.01 --store PATH --workers 2
                              [--failure-share 0.2] [--image-size 128] [--cameras front,wrist] [--seed 0]
                              [--distractors 0] [--color-jitter 0] [--light-jitter 0] [--camera-jitter-m 0]
+                             [--environment-state]   (--cameras none: no images, state-only, nothing rendered)
     robot-stack sim view --arm panda --task put_cube_in_bowl [--out sim_view.png] [--size 128] [--frames 5]
 """
 
@@ -29,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--store", required=True, help="store path (created, or appended to if compatible)")
     g.add_argument("--workers", type=int, default=2)
     g.add_argument("--image-size", type=int, default=128)
-    g.add_argument("--cameras", default="front,wrist")
+    g.add_argument("--cameras", default="front,wrist",
+                   help="comma-separated sim cameras; 'none' or '' = no images (state-only, nothing rendered)")
+    g.add_argument("--environment-state", action="store_true",
+                   help="also record observation.environment_state (privileged object poses, 16 floats)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--distractors", type=int, default=0)
     g.add_argument("--color-jitter", type=float, default=0.0)
@@ -63,11 +67,13 @@ def main(argv: list[str]) -> int:
             from robot_stack.sim.generate import generate
 
             tasks = [t for t in args.tasks.split(",") if t]
+            cameras = () if args.cameras.strip().lower() == "none" else tuple(c for c in args.cameras.split(",") if c)
             sim_kwargs = {"n_distractors": args.distractors, "color_jitter": args.color_jitter,
                           "light_jitter": args.light_jitter, "camera_jitter_m": args.camera_jitter_m}
             r = generate(args.store, arm=args.arm, tasks=tasks, episodes=args.episodes, noise_std_m=args.noise,
                          failure_share=args.failure_share, workers=args.workers, image_size_px=args.image_size,
-                         cameras=tuple(c for c in args.cameras.split(",") if c), seed=args.seed, sim_kwargs=sim_kwargs)
+                         cameras=cameras, seed=args.seed, sim_kwargs=sim_kwargs,
+                         environment_state=args.environment_state)
             print(f"[sim] {r.episodes} episodes ({r.successes} successful, {r.steps} steps) in {r.wall_s:.1f} s "
                   f"-> {r.store}")
             for name, (ok, n) in r.per_task.items():

@@ -4,7 +4,8 @@
       │ reset(task, seed)
       ▼
     for seed in seeds:  sim.set_task(task); sim.reset(seed)
-        loop ≤ max_steps:  obs = {observation.images.<cam>: sim.render(cam), observation.state: sim.state()}
+        loop ≤ max_steps:  obs = {observation.images.<cam>: sim.render(cam), observation.state: sim.state(),
+                                  [observation.environment_state: sim.environment_state() when the actor reads it]}
                            a = actor.act(obs, sim) ─► sim.apply_ee_delta(a) (returns the executed action)
                            stop early once the task's ground-truth success function holds (success "at any step")
       ─► EpisodeResult (success, steps, final object-to-goal distance) ─► EvalResult (success rate)
@@ -24,42 +25,47 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from robot_stack.types import ACTION_KEY, STATE_KEY, capture_ns_key, image_key, receive_ns_key
+from robot_stack.policies.gripper import GripperHold
+from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, capture_ns_key, image_key, receive_ns_key
 
 
 class Actor(Protocol):
-    """What the evaluation loop drives: one episode = reset(task, seed) then act(obs, sim) per control step."""
+    """What the evaluation loop drives: one episode = reset(task, seed, language) then act(obs, sim) per step."""
 
-    def reset(self, task: str, seed: int) -> None: ...
+    def reset(self, task: str, seed: int, language: str) -> None: ...
 
     def act(self, obs: dict[str, np.ndarray], sim: Any) -> np.ndarray: ...
 
 
 class PolicyActor:
     """A registered Policy (physical ee_delta actions). Deterministic `select_action` for evaluation, or one
-    `sample_actions` draw per step (`stochastic=True`: online exploration, as Cal-QL collects data).
+    `sample_actions` draw per step (`stochastic=True`: online exploration, as Cal-QL collects data) with the
+    gripper decision held for `gripper_hold_steps` ticks (robot_stack.policies.gripper: no flickering grasp).
 
     Multi-task policies (a `tasks` list in their config) are conditioned on the episode's task language."""
 
-    def __init__(self, policy: Any, stochastic: bool = False):
+    def __init__(self, policy: Any, stochastic: bool = False, gripper_hold_steps: int = 5):
         self.policy = policy
         self.stochastic = stochastic
+        self.gripper = GripperHold(gripper_hold_steps)
 
-    def reset(self, task: str, seed: int) -> None:
-        from robot_stack.sim.tasks import get_task
+    @property
+    def reads_environment_state(self) -> bool:
+        return ENV_STATE_KEY in self.policy.observation_keys()
 
+    def reset(self, task: str, seed: int, language: str) -> None:
         cfg = self.policy.config
-        language = get_task(task).language
         tasks = tuple(getattr(cfg, "tasks", ()) or ())
         if tasks and hasattr(cfg, "deploy_task"):
             if language not in tasks:
                 raise KeyError(f"task {task!r} ({language!r}) is not one this policy was trained on: {list(tasks)}")
             cfg.deploy_task = language
         self.policy.reset()
+        self.gripper.reset()
 
     def act(self, obs: dict[str, np.ndarray], sim: Any) -> np.ndarray:
         if self.stochastic:
-            return self.policy.sample_actions(obs, 1)[0]
+            return self.gripper.apply(self.policy.sample_actions(obs, 1)[0])
         return self.policy.select_action(obs)
 
 
@@ -70,7 +76,7 @@ class ExpertActor:
         self.noise_std = noise_std
         self._expert = None
 
-    def reset(self, task: str, seed: int) -> None:
+    def reset(self, task: str, seed: int, language: str = "") -> None:
         from robot_stack.sim.expert import ScriptedExpert
 
         self._expert = ScriptedExpert(task, noise_std=self.noise_std, seed=seed)
@@ -131,15 +137,19 @@ class EvalResult:
                 "wall_s": self.wall_s}
 
 
-def observe(sim: Any, cameras: Sequence[str]) -> dict[str, np.ndarray]:
+def observe(sim: Any, cameras: Sequence[str], environment_state: bool = False) -> dict[str, np.ndarray]:
     """The flat observation dict a recorder would store for this step (DESIGN.md §3 "Observations")."""
     obs = {image_key(c): sim.render(c) for c in cameras}
     obs[STATE_KEY] = sim.state()
+    if environment_state:
+        obs[ENV_STATE_KEY] = sim.environment_state()
     return obs
 
 
 def goal_distance_m(sim: Any) -> float:
     """xy distance (m) of the task's object to where the task wants it (pick-and-place only; NaN otherwise)."""
+    if hasattr(sim, "goal_distance_m"):
+        return float(sim.goal_distance_m())
     task = sim.task_spec
     if task.kind != "pick_place":
         return float("nan")
@@ -148,18 +158,23 @@ def goal_distance_m(sim: Any) -> float:
 
 
 def rollout(sim: Any, actor: Actor, task: str, seed: int, max_steps: int | None = None,
-            record: bool = False, stop_on_success: bool = True) -> tuple[EpisodeResult, dict[str, np.ndarray] | None]:
-    """One episode from `sim.reset(seed)`; with `record`, also the store columns (T, ...) of every schema key."""
+            record: bool = False, stop_on_success: bool = True, environment_state: bool | None = None
+            ) -> tuple[EpisodeResult, dict[str, np.ndarray] | None]:
+    """One episode from `sim.reset(seed)`; with `record`, also the store columns (T, ...) of every schema key.
+
+    environment_state: observe (and record) observation.environment_state; None = when the actor reads it."""
     sim.set_task(task)
     sim.reset(seed=seed)
-    actor.reset(task, seed)
+    actor.reset(task, seed, sim.language)
+    if environment_state is None:
+        environment_state = bool(getattr(actor, "reads_environment_state", False))
     cameras = tuple(sim.config.cameras)
     limit = int(max_steps or sim.max_episode_steps)
-    states, actions, images = [], [], {c: [] for c in cameras}
+    states, env_states, actions, images = [], [], [], {c: [] for c in cameras}
     success = False
     steps = 0
     while steps < limit:
-        obs = observe(sim, cameras)
+        obs = observe(sim, cameras, environment_state)
         action = np.asarray(actor.act(obs, sim), dtype=np.float32)
         if action.shape != (7,) or not np.all(np.isfinite(action)):
             raise ValueError(f"actor returned {action!r}: expected a finite ee_delta action of shape (7,)")
@@ -169,6 +184,8 @@ def rollout(sim: Any, actor: Actor, task: str, seed: int, max_steps: int | None 
             for c in cameras:
                 images[c].append(obs[image_key(c)])
             states.append(obs[STATE_KEY])
+            if environment_state:
+                env_states.append(obs[ENV_STATE_KEY])
             actions.append(np.asarray(executed, np.float32))
         success = bool(sim.is_success())
         if success and stop_on_success:
@@ -179,6 +196,8 @@ def rollout(sim: Any, actor: Actor, task: str, seed: int, max_steps: int | None 
     period_ns = int(round(1e9 / sim.config.control_hz))
     stamps = time.time_ns() + period_ns * np.arange(steps, dtype=np.int64)
     cols: dict[str, np.ndarray] = {STATE_KEY: np.stack(states), ACTION_KEY: np.stack(actions)}
+    if environment_state:
+        cols[ENV_STATE_KEY] = np.stack(env_states)
     for c in cameras:
         cols[image_key(c)] = np.stack(images[c])
         cols[capture_ns_key(c)] = stamps

@@ -43,8 +43,8 @@ from robot_stack.policies.checkpoint import (
     load_policy,
     save_checkpoint,
 )
-from robot_stack.policies.normalizer import Normalizer
-from robot_stack.types import ACTION_KEY, STATE_KEY, image_key
+from robot_stack.policies.normalizer import ACTION_NORMALIZATIONS, Normalizer, ee_delta_bounds
+from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, image_key
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,10 @@ class RLLearnerConfig:
     algo_config: dict[str, Any] = field(default_factory=dict)
     policy_type: str = "actor_critic"
     policy_config: dict[str, Any] = field(default_factory=dict)
+    # ee_delta actions map to [-1, 1] from the rig's physical per-step limits (PTR: WidowX ±0.05 m, ±0.25 rad), or
+    # "quantile" for the data's q01/q99 (see robot_stack/policies/normalizer.py for why bounds are the default).
+    action_normalization: str = "bounds"
+    action_bounds: dict[str, float] = field(default_factory=lambda: {"translation_m": 0.05, "rotation_rad": 0.25})
     text_encoder: dict[str, Any] | None = None     # language conditioning: TextEncoderConfig fields
     reward: dict[str, Any] = field(default_factory=dict)   # RewardConfig fields
     sources: tuple[str, ...] = ("sim", "teleop", "import")  # offline data
@@ -96,6 +100,8 @@ class RLLearnerConfig:
     def from_dict(cls, d: dict[str, Any]) -> RLLearnerConfig:
         cfg = dataclass_from_dict(cls, d)
         algo_class(cfg.algo)                       # unknown names fail here, listing the known ones
+        if cfg.action_normalization not in ACTION_NORMALIZATIONS:
+            raise ValueError(f"action_normalization {cfg.action_normalization!r}; known: {ACTION_NORMALIZATIONS}")
         return cfg
 
 
@@ -201,6 +207,21 @@ class RLLearnerService(BackgroundService):
 
     # ---- main loop ----------------------------------------------------------------------------------
     def run(self) -> list[PolicyUpdate]:
+        store = self.open()
+        if store is None:
+            return self.updates
+        try:
+            self.train_offline()
+            if self.cfg.online and not self._stop.is_set():
+                self._online(store)
+        finally:
+            self.close()
+        return self.updates
+
+    # ---- the steps of run(), public for in-process loops (robot_stack.learn.online) -------------------
+    def open(self) -> Any | None:
+        """Distributed init, store (read-only), resume or build the policy once enough offline data is there.
+        Returns the store, or None when stopped before that; close() releases what this opened."""
         from robot_stack.algos.distributed import (
             DistConfig,
             all_reduce_grads,
@@ -220,12 +241,14 @@ class RLLearnerService(BackgroundService):
         self._main = is_main_process()
         store = self._open_store()
         if store is None:
-            return self.updates
-        writer = self._tensorboard() if self._main else None
+            return None
+        self._store = store
+        self._writer = self._tensorboard() if self._main else None
         try:
             resumed = self._resume()
             if not self._wait_for_data(store):
-                return self.updates
+                self.close()
+                return None
             self._load_pools(store)
             if not resumed:
                 self._build(store)
@@ -235,17 +258,22 @@ class RLLearnerService(BackgroundService):
             dev = torch.device(cfg.device)
             self.algo.amp_dtype = torch.bfloat16 if (dev.type == "cuda" and cfg.amp_bf16) else None
             self._schema = PolicySchema.from_store_schema(store.schema)
-            self._progress = _Progress(cfg.log_every_steps, cfg.batch_size, writer, self.on_progress)
-            self._offline()
-            if cfg.online and not self._stop.is_set():
-                self._online(store)
-        finally:
-            store.close()
-            if writer is not None:
-                writer.close()
-        return self.updates
+            self._progress = _Progress(cfg.log_every_steps, cfg.batch_size, self._writer, self.on_progress)
+        except BaseException:
+            self.close()
+            raise
+        return store
 
-    def _offline(self) -> None:
+    def close(self) -> None:
+        store, writer = getattr(self, "_store", None), getattr(self, "_writer", None)
+        self._store = self._writer = None
+        if store is not None:
+            store.close()
+        if writer is not None:
+            writer.close()
+
+    def train_offline(self) -> None:
+        """The offline phase up to cfg.offline_steps (checkpointing on the way); a no-op once past it."""
         cfg = self.cfg
         while self.phase == "offline" and self.step < cfg.offline_steps and not self._stop.is_set():
             n = min(cfg.offline_steps, self._next_checkpoint_step()) - self.step
@@ -259,29 +287,47 @@ class RLLearnerService(BackgroundService):
         if self.phase == "offline" and self.step >= cfg.offline_steps:  # resumed exactly at the end
             self.phase = "online" if cfg.online else "done"
 
-    def _online(self, store: Any) -> None:
+    def online_round(self, store: Any, save: bool = False) -> int:
+        """One pass of the online loop without waiting: take in newly committed online episodes, then spend the
+        update budget (utd_ratio per new transition, up to the next checkpoint). Returns the updates taken.
+        save=True also checkpoints at the end of the round (an in-process loop's policy version per round)."""
         cfg = self.cfg
-        online_start = cfg.offline_steps
-        while not self._stop.is_set() and (cfg.online_steps <= 0 or self.step < online_start + cfg.online_steps):
-            store.refresh()
-            new = self.online_pool.add_episodes(store, self._online_episodes(store))
-            if new:
-                log.info("online: +%d transitions (%d online episodes, %d transitions)", new,
-                         len(self.online_pool.episode_ids), len(self.online_pool))
-            self._budget += cfg.utd_ratio * new
+        if self.phase == "offline":
+            raise RuntimeError("online_round() before the offline phase ended; call train_offline() first")
+        self.phase = "online"
+        store.refresh()
+        new = self.online_pool.add_episodes(store, self._online_episodes(store))
+        if new:
+            log.info("online: +%d transitions (%d online episodes, %d transitions)", new,
+                     len(self.online_pool.episode_ids), len(self.online_pool))
+        self._budget += cfg.utd_ratio * new
+        taken = 0
+        while not self._stop.is_set():
             n = int(min(self._budget, self._next_checkpoint_step() - self.step))
             if cfg.online_steps > 0:
-                n = min(n, online_start + cfg.online_steps - self.step)
+                n = min(n, cfg.offline_steps + cfg.online_steps - self.step)
             if n <= 0:
-                self._stop.wait(cfg.poll_interval_s)
-                continue
+                break
             done = self._train(n)
             self._budget -= done
+            taken += done
             if done < n:
-                return
-            if self.step % cfg.checkpoint_every_steps == 0 or (cfg.online_steps > 0 and
-                                                               self.step >= online_start + cfg.online_steps):
+                break
+            if self.step % cfg.checkpoint_every_steps == 0 or self.online_finished:
                 self._save()
+        if save and taken and self.step % cfg.checkpoint_every_steps:
+            self._save()
+        return taken
+
+    @property
+    def online_finished(self) -> bool:
+        cfg = self.cfg
+        return cfg.online_steps > 0 and self.step >= cfg.offline_steps + cfg.online_steps
+
+    def _online(self, store: Any) -> None:
+        while not self._stop.is_set() and not self.online_finished:
+            if self.online_round(store) == 0:
+                self._stop.wait(self.cfg.poll_interval_s)
 
     def _next_checkpoint_step(self) -> int:
         every = self.cfg.checkpoint_every_steps
@@ -370,7 +416,8 @@ class RLLearnerService(BackgroundService):
                 return False
 
     def _obs_keys(self, policy_config: Any) -> list[str]:
-        return [image_key(c) for c in policy_config.cameras] + [STATE_KEY]
+        env = [ENV_STATE_KEY] if getattr(policy_config, "use_environment_state", False) else []
+        return [image_key(c) for c in policy_config.cameras] + [STATE_KEY] + env
 
     def _load_pools(self, store: Any) -> None:
         cfg = self.cfg
@@ -410,8 +457,19 @@ class RLLearnerService(BackgroundService):
         """Fresh policy: normaliser from the offline training data, task list, text embeddings, algorithm."""
         cfg = self.cfg
         arrays = [p.arrays for p in (self.prior_pool, self.target_pool) if len(p)]
-        normalizer = Normalizer.fit(np.concatenate([a[ACTION_KEY] for a in arrays]),
-                                    np.concatenate([a[STATE_KEY] for a in arrays]))
+        actions = np.concatenate([a[ACTION_KEY] for a in arrays])
+        bounds = None
+        if cfg.action_normalization == "bounds":
+            b = cfg.action_bounds
+            bounds = ee_delta_bounds(float(b["translation_m"]), float(b["rotation_rad"]), actions.shape[1])
+        env = np.concatenate([a[ENV_STATE_KEY] for a in arrays]) if ENV_STATE_KEY in arrays[0] else None
+        normalizer = Normalizer.fit(actions, np.concatenate([a[STATE_KEY] for a in arrays]), env_states=env,
+                                    action_bounds=bounds)
+        clipped = normalizer.clipped_fraction(actions)
+        if bounds is not None and clipped.max() > 0.01:
+            log.warning("%.1f %% of the offline actions exceed the action bounds in dimension %d (clipped to ±1): "
+                        "raise learner.action_bounds to the rig's real per-step limits, or use "
+                        "action_normalization=quantile", 100 * clipped.max(), int(clipped.argmax()))
         pdict = self._policy_config_dict()
         pdict["tasks"] = list(self.tasks)
         encoder = None
@@ -476,8 +534,6 @@ class RLLearnerService(BackgroundService):
         log.info("resumed %s at step %d (%s phase)", latest, self.step, self.phase)
         self._announce(make_update(latest))
         return True
-
-
 
     def _tensorboard(self) -> Any | None:
         if self.cfg.tensorboard_dir is None:

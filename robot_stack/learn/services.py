@@ -39,6 +39,10 @@ class BackgroundService:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def start(self) -> threading.Thread:
         self._thread = threading.Thread(target=self.run, name=self._thread_name, daemon=True)
         self._thread.start()

@@ -119,8 +119,9 @@ class SpatialLearnedEmbeddings(nn.Module):
     def __init__(self, channels: int, height: int, width: int, num_features: int):
         super().__init__()
         self.kernel = nn.Parameter(torch.empty(channels, height, width, num_features))
-        # LeCun-normal over the pooled fan-in (H·W), as flax's default initialiser for this kernel.
-        nn.init.normal_(self.kernel, std=1.0 / math.sqrt(height * width))
+        # LeCun-normal with PTR's fan-in: spatial_softmax.py initialises its (H, W, C, F) kernel with flax's
+        # lecun_normal, whose fan-in for that shape is C·H·W (in_axis −2 times the receptive field H·W).
+        nn.init.normal_(self.kernel, std=1.0 / math.sqrt(channels * height * width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.einsum("bchw,chwf->bcf", x, self.kernel).flatten(1)

@@ -66,6 +66,8 @@ HOME_EE_POS_M = (0.25, 0.0, 0.16)
 # this margin the arm cannot reach it any more.
 OFF_TABLE_Z_M = -0.05
 OUT_OF_REACH_MARGIN_M = 0.03
+# Length of environment_state(): per graspable object xyz + sin/cos(4 yaw) (5), per container xy (2).
+ENV_STATE_DIM = 5 * len(kitchen.GRASPABLE) + 2 * len(kitchen.CONTAINERS)  # 16
 
 
 @dataclass
@@ -400,6 +402,33 @@ class TabletopSim:
         for name, mid in self._mocap.items():
             out[name] = np.concatenate([d.mocap_pos[mid], rotations.wxyz_to_xyzw(d.mocap_quat[mid])])
         return out
+
+    def environment_state(self) -> np.ndarray:
+        """`observation.environment_state` float32 (ENV_STATE_DIM = 16,): privileged object state.
+
+        Layout, everything relative to the measured end-effector point (ee_pose()[:3]), base frame, metres:
+            [0:3]   cube  xyz (object centre - ee point)
+            [3:5]   cube  sin(4 yaw), cos(4 yaw)
+            [5:8]   block xyz (object centre - ee point)
+            [8:10]  block sin(4 yaw), cos(4 yaw)
+            [10:12] bowl  xy (centre - ee point)
+            [12:14] pot   xy
+            [14:16] plate xy
+        A cube's yaw is only defined modulo 90 deg, hence 4 yaw (rotations.cube_yaw_rad: the yaw of its
+        flattest body axis, so a cube tipped onto another face reads the same). Relative to the ee so a policy
+        need not learn the subtraction; a real rig computes the same from tracked poses (e.g. AprilTags) and
+        the measured ee pose.
+        """
+        poses = self.object_poses()
+        ee_m = self.ee_pose()[:3]
+        out = []
+        for name in kitchen.GRASPABLE:
+            p = poses[name]
+            yaw4 = 4.0 * rotations.cube_yaw_rad(p[3:7])
+            out.extend([*(p[:3] - ee_m), np.sin(yaw4), np.cos(yaw4)])
+        for name in kitchen.CONTAINERS:
+            out.extend(poses[name][:2] - ee_m[:2])
+        return np.asarray(out, dtype=np.float32)
 
     # ---------------------------------------------------------------- rendering
     def camera_fov_y_deg(self, camera: str) -> float:

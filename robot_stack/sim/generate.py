@@ -5,9 +5,13 @@
             (TrajectoryStore.append_episode, tqdm progress) ──► committed episodes
 
 Each episode is recorded the way the recorder records a rig: per step the observation *before* the action
-(images per camera, observation.state), the executed action, and capture/receive timestamps (sim time from
-the episode's wall-clock start; receive = capture, the sim has no transport). EpisodeMeta: task = the
-language instruction, source "sim", phase forward/backward from the task, success = ground truth at the end.
+(images per camera, observation.state and, with `environment_state=True`, the privileged object state
+observation.environment_state read at the same instant, TabletopSim.environment_state), the executed action,
+and capture/receive timestamps (sim time from the episode's wall-clock start; receive = capture, the sim has
+no transport). EpisodeMeta: task = the language instruction, source "sim", phase forward/backward from the
+task, success = ground truth at the end.
+`cameras=()` records no images at all (nothing is rendered): fast state-only data. The environment state has
+no timestamp columns of its own: it is read at the state's instant and shares timestamps.state.*.
 
 A `failure_share` of episodes is made deliberately worse (PTR/Cal-QL want failures in prior data): half of
 them with heavy translation noise, half truncated partway through the script. Their success is still measured,
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robot_stack.types import ACTION_KEY, STATE_KEY, capture_ns_key, image_key, receive_ns_key
+from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, capture_ns_key, image_key, receive_ns_key
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +68,15 @@ def plan_jobs(tasks: list[str], episodes: int, noise_std_m: float, failure_share
     return jobs
 
 
-def store_schema(arm: str, image_size_px: int, cameras: tuple[str, ...]):
-    """The schema a recorder on this arm's sim rig would create (so sim and ROS-recorded data mix)."""
+def store_schema(arm: str, image_size_px: int, cameras: tuple[str, ...], environment_state: bool = False):
+    """The schema a recorder on this arm's sim rig would create (so sim and ROS-recorded data mix).
+
+    cameras may be empty (state-only store); environment_state adds ENV_STATE_KEY float32 (ENV_STATE_DIM,).
+    """
     from robot_stack.conf import load_config
+    from robot_stack.sim.env import ENV_STATE_DIM
     from robot_stack.store.recorder import schema_for_rig
+    from robot_stack.types import FeatureSpec
 
     if arm not in RIG_OF_ARM:
         raise ValueError(f"unknown sim arm {arm!r}; known: {', '.join(RIG_OF_ARM)}")
@@ -78,7 +87,10 @@ def store_schema(arm: str, image_size_px: int, cameras: tuple[str, ...]):
     rig = OmegaConf.to_container(cfg.rig, resolve=True)
     rig["cameras"] = {c: {**rig["cameras"].get(c, {"fps_hz": 10.0}), "height": image_size_px, "width": image_size_px}
                       for c in cameras}
-    return schema_for_rig(OmegaConf.create(rig))
+    schema = schema_for_rig(OmegaConf.create(rig))
+    if environment_state:
+        schema.features[ENV_STATE_KEY] = FeatureSpec("float32", (ENV_STATE_DIM,))
+    return schema
 
 
 # ------------------------------------------------------------------------------------------- worker side
@@ -95,8 +107,12 @@ def _worker_init(arm: str, image_size_px: int, cameras: tuple[str, ...], control
                                            control_hz=control_hz, **sim_kwargs))
 
 
-def run_job(sim, job: Job, cameras: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
-    """Simulate one episode; returns (columns (T, ...) per store key, EpisodeMeta fields)."""
+def run_job(sim, job: Job, cameras: tuple[str, ...], environment_state: bool = False
+            ) -> tuple[dict[str, np.ndarray], dict]:
+    """Simulate one episode; returns (columns (T, ...) per store key, EpisodeMeta fields).
+
+    environment_state: also record ENV_STATE_KEY (sim.environment_state(), read right after the state).
+    """
     from robot_stack.sim.expert import ScriptedExpert
 
     sim.set_task(job.task)
@@ -105,17 +121,21 @@ def run_job(sim, job: Job, cameras: tuple[str, ...]) -> tuple[dict[str, np.ndarr
     period_ns = int(round(1e9 / sim.config.control_hz))
     start_ns = time.time_ns()
     images: dict[str, list[np.ndarray]] = {c: [] for c in cameras}
-    states, actions = [], []
+    states, env_states, actions = [], [], []
     while not expert.done and len(actions) < sim.max_episode_steps:
         for c in cameras:
             images[c].append(sim.render(c))
         states.append(sim.state())
+        if environment_state:
+            env_states.append(sim.environment_state())
         actions.append(sim.apply_ee_delta(expert.act(sim)))
     if not actions:
         raise RuntimeError(f"job {job}: the expert finished before acting")
     n = len(actions)
     stamps = start_ns + period_ns * np.arange(n, dtype=np.int64)
     cols: dict[str, np.ndarray] = {STATE_KEY: np.stack(states), ACTION_KEY: np.stack(actions).astype(np.float32)}
+    if environment_state:
+        cols[ENV_STATE_KEY] = np.stack(env_states)
     for c in cameras:
         cols[image_key(c)] = np.stack(images[c])
         cols[capture_ns_key(c)] = stamps
@@ -133,9 +153,9 @@ def run_job(sim, job: Job, cameras: tuple[str, ...]) -> tuple[dict[str, np.ndarr
     return cols, meta
 
 
-def _worker_run(job_and_cams) -> tuple[int, dict, dict]:
-    job, cameras = job_and_cams
-    cols, meta = run_job(_WORKER["sim"], job, cameras)
+def _worker_run(job_cams_env) -> tuple[int, dict, dict]:
+    job, cameras, environment_state = job_cams_env
+    cols, meta = run_job(_WORKER["sim"], job, cameras, environment_state)
     return job.index, cols, meta
 
 
@@ -153,11 +173,14 @@ class GenerateReport:
 def generate(store_path, arm: str = "widowx", tasks: list[str] | None = None, episodes: int = 10,
              noise_std_m: float = 0.01, failure_share: float = 0.2, workers: int = 2, image_size_px: int = 128,
              cameras: tuple[str, ...] = ("front", "wrist"), seed: int = 0, control_hz: float = 5.0,
-             sim_kwargs: dict | None = None, progress: bool = True) -> GenerateReport:
+             sim_kwargs: dict | None = None, progress: bool = True,
+             environment_state: bool = False) -> GenerateReport:
     """Write `episodes` scripted episodes (round-robin over `tasks`) to the store at `store_path`.
 
     tasks: sim task names; default = every task except the held-out ones (robot_stack.sim.tasks.HELD_OUT_TASKS).
     workers: simulation processes (>= 1); the calling process is the only store writer.
+    cameras: () = no images, nothing rendered (state-only data).
+    environment_state: also record ENV_STATE_KEY (TabletopSim.environment_state, 16 floats) every step.
     """
     from tqdm import tqdm
 
@@ -171,7 +194,7 @@ def generate(store_path, arm: str = "widowx", tasks: list[str] | None = None, ep
         raise ValueError(f"workers must be >= 1, got {workers}")
     cameras = tuple(cameras)
     jobs = plan_jobs(tasks, episodes, noise_std_m, failure_share, seed)
-    schema = store_schema(arm, image_size_px, cameras)
+    schema = store_schema(arm, image_size_px, cameras, environment_state)
     store = TrajectoryStore.open_or_create(Path(store_path), schema)
     per_task: dict[str, list[int]] = {t: [0, 0] for t in tasks}
     n_ok = n_steps = 0
@@ -181,12 +204,13 @@ def generate(store_path, arm: str = "widowx", tasks: list[str] | None = None, ep
     try:
         if workers == 1:
             _worker_init(*init_args)
-            results = (_worker_run((j, cameras)) for j in jobs)
+            results = (_worker_run((j, cameras, environment_state)) for j in jobs)
             pool = None
         else:
             # spawn, not fork: each worker opens its own EGL context, which must not be inherited.
             pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=init_args)
-            results = pool.imap_unordered(_worker_run, [(j, cameras) for j in jobs], chunksize=1)
+            results = pool.imap_unordered(_worker_run, [(j, cameras, environment_state) for j in jobs],
+                                          chunksize=1)
         for index, cols, meta in results:
             store.append_episode(cols, EpisodeMeta(**meta))
             name = jobs[index].task

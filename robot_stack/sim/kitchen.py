@@ -126,8 +126,18 @@ class Layout:
         return self.poses["bowl"][:2]
 
 
-def _fmt(values) -> str:
+def mjcf_floats(values) -> str:
+    """Space-separated floats for an MJCF attribute (shared by the scene and both arm models)."""
     return " ".join(f"{float(v):.6g}" for v in values)
+
+
+def camera_xyaxes(pos, lookat, up) -> str:
+    """MJCF `xyaxes` of a camera at `pos` looking at `lookat` with image-up near `up` (parent frame)."""
+    forward = np.asarray(lookat, float) - np.asarray(pos, float)
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, np.asarray(up, float))
+    right /= np.linalg.norm(right)
+    return mjcf_floats(np.concatenate([right, np.cross(right, forward)]))
 
 
 def _ring_walls_xml(cls: str, radius_m: float, half_thickness_m: float, height_m: float, n: int) -> str:
@@ -137,8 +147,8 @@ def _ring_walls_xml(cls: str, radius_m: float, half_thickness_m: float, height_m
     for i in range(n):
         a = 2 * np.pi * i / n
         walls.append(
-            f'<geom class="{cls}" type="box" size="{_fmt([half_thickness_m, half_len_m, height_m / 2])}" '
-            f'pos="{_fmt([radius_m * np.cos(a), radius_m * np.sin(a), height_m / 2])}" euler="0 0 {a:.6g}"/>')
+            f'<geom class="{cls}" type="box" size="{mjcf_floats([half_thickness_m, half_len_m, height_m / 2])}" '
+            f'pos="{mjcf_floats([radius_m * np.cos(a), radius_m * np.sin(a), height_m / 2])}" euler="0 0 {a:.6g}"/>')
     return "\n      ".join(walls)
 
 
@@ -146,13 +156,13 @@ def objects_default_xml() -> str:
     """<default> classes of the kitchen objects."""
     return f"""
     <default class="bowl">
-      <geom contype="1" conaffinity="1" rgba="{_fmt(RGBA['bowl'])}" friction="0.8 0.01 0.0001"/>
+      <geom contype="1" conaffinity="1" rgba="{mjcf_floats(RGBA['bowl'])}" friction="0.8 0.01 0.0001"/>
     </default>
     <default class="pot">
-      <geom contype="1" conaffinity="1" rgba="{_fmt(RGBA['pot'])}" friction="0.8 0.01 0.0001"/>
+      <geom contype="1" conaffinity="1" rgba="{mjcf_floats(RGBA['pot'])}" friction="0.8 0.01 0.0001"/>
     </default>
     <default class="plate">
-      <geom contype="1" conaffinity="1" rgba="{_fmt(RGBA['plate'])}" friction="0.8 0.01 0.0001"/>
+      <geom contype="1" conaffinity="1" rgba="{mjcf_floats(RGBA['plate'])}" friction="0.8 0.01 0.0001"/>
     </default>
     <default class="distractor">
       <geom contype="1" conaffinity="1" friction="0.8 0.01 0.0001"/>
@@ -168,10 +178,10 @@ def table_and_objects_xml(origin_xy_m=(0.0, 0.0)) -> str:
     for name in GRASPABLE:
         x, y = HOME_XY_M[name]
         free.append(f"""
-    <body name="{name}" pos="{_fmt([x + ox, y + oy, h])}">
+    <body name="{name}" pos="{mjcf_floats([x + ox, y + oy, h])}">
       <freejoint name="{name}"/>
-      <geom name="{name}" type="box" size="{_fmt([h] * 3)}" mass="{CUBE_MASS_KG}" rgba="{_fmt(RGBA[name])}"
-            condim="4" friction="{_fmt(CUBE_FRICTION)}" solref="0.004 1"/>
+      <geom name="{name}" type="box" size="{mjcf_floats([h] * 3)}" mass="{CUBE_MASS_KG}" rgba="{mjcf_floats(RGBA[name])}"
+            condim="4" friction="{mjcf_floats(CUBE_FRICTION)}" solref="0.004 1"/>
     </body>""")
     bx, by = HOME_XY_M["bowl"]
     px, py = HOME_XY_M["pot"]
@@ -184,32 +194,32 @@ def table_and_objects_xml(origin_xy_m=(0.0, 0.0)) -> str:
             rgba="{'0.9 0.8 0.2 1' if i == 0 else '0.6 0.3 0.7 1'}"/>
     </body>""" for i in range(MAX_DISTRACTORS))
     return f"""
-    <light name="key" pos="{_fmt([0.3 + ox, -0.3 + oy, 1.2])}" dir="0 0.25 -1" directional="true" castshadow="false"
+    <light name="key" pos="{mjcf_floats([0.3 + ox, -0.3 + oy, 1.2])}" dir="0 0.25 -1" directional="true" castshadow="false"
            diffuse="0.6 0.6 0.6"/>
-    <geom name="table" type="box" size="{_fmt(TABLE_HALF_SIZE_M)}" pos="{_fmt([tx, oy, -TABLE_HALF_SIZE_M[2]])}"
-          rgba="{_fmt(RGBA['table'])}" friction="0.8 0.01 0.0001"/>
+    <geom name="table" type="box" size="{mjcf_floats(TABLE_HALF_SIZE_M)}" pos="{mjcf_floats([tx, oy, -TABLE_HALF_SIZE_M[2]])}"
+          rgba="{mjcf_floats(RGBA['table'])}" friction="0.8 0.01 0.0001"/>
     <!-- walls (visual only) behind and beside the table: the third-person view sees a room, not a void -->
-    <geom name="back_wall" type="box" size="0.01 2.0 1.0" pos="{_fmt([tx - TABLE_HALF_SIZE_M[0], oy, 0.4])}"
+    <geom name="back_wall" type="box" size="0.01 2.0 1.0" pos="{mjcf_floats([tx - TABLE_HALF_SIZE_M[0], oy, 0.4])}"
           rgba="0.82 0.84 0.86 1" contype="0" conaffinity="0"/>
-    <geom name="side_wall" type="box" size="2.0 0.01 1.0" pos="{_fmt([tx, oy + TABLE_HALF_SIZE_M[1], 0.4])}"
+    <geom name="side_wall" type="box" size="2.0 0.01 1.0" pos="{mjcf_floats([tx, oy + TABLE_HALF_SIZE_M[1], 0.4])}"
           rgba="0.78 0.8 0.82 1" contype="0" conaffinity="0"/>
     {''.join(free)}
     <!-- mocap: containers are placed per episode but never move (the gripper cannot push them away) -->
-    <body name="bowl" mocap="true" pos="{_fmt([bx + ox, by + oy, 0])}">
+    <body name="bowl" mocap="true" pos="{mjcf_floats([bx + ox, by + oy, 0])}">
       <geom name="bowl_floor" class="bowl" type="cylinder" size="{BOWL_OUTER_RADIUS_M} {BOWL_FLOOR_THICKNESS_M / 2}"
             pos="0 0 {BOWL_FLOOR_THICKNESS_M / 2}"/>
       {_ring_walls_xml("bowl", BOWL_RADIUS_M, BOWL_WALL_HALF_THICKNESS_M, BOWL_WALL_HEIGHT_M, BOWL_N_WALL_SEGMENTS)}
     </body>
-    <body name="pot" mocap="true" pos="{_fmt([px + ox, py + oy, 0])}">
+    <body name="pot" mocap="true" pos="{mjcf_floats([px + ox, py + oy, 0])}">
       <geom name="pot_floor" class="pot" type="cylinder" size="{POT_OUTER_RADIUS_M} {POT_FLOOR_THICKNESS_M / 2}"
             pos="0 0 {POT_FLOOR_THICKNESS_M / 2}"/>
       {_ring_walls_xml("pot", POT_RADIUS_M, POT_WALL_HALF_THICKNESS_M, POT_WALL_HEIGHT_M, POT_N_WALL_SEGMENTS)}
-      <geom class="pot" type="box" size="{_fmt([POT_HANDLE_LENGTH_M / 2, 0.012, 0.004])}"
-            pos="{_fmt([handle_x, 0, POT_WALL_HEIGHT_M - 0.006])}" rgba="0.15 0.15 0.15 1"/>
-      <geom class="pot" type="box" size="{_fmt([POT_HANDLE_LENGTH_M / 2, 0.012, 0.004])}"
-            pos="{_fmt([-handle_x, 0, POT_WALL_HEIGHT_M - 0.006])}" rgba="0.15 0.15 0.15 1"/>
+      <geom class="pot" type="box" size="{mjcf_floats([POT_HANDLE_LENGTH_M / 2, 0.012, 0.004])}"
+            pos="{mjcf_floats([handle_x, 0, POT_WALL_HEIGHT_M - 0.006])}" rgba="0.15 0.15 0.15 1"/>
+      <geom class="pot" type="box" size="{mjcf_floats([POT_HANDLE_LENGTH_M / 2, 0.012, 0.004])}"
+            pos="{mjcf_floats([-handle_x, 0, POT_WALL_HEIGHT_M - 0.006])}" rgba="0.15 0.15 0.15 1"/>
     </body>
-    <body name="plate" mocap="true" pos="{_fmt([lx + ox, ly + oy, 0])}">
+    <body name="plate" mocap="true" pos="{mjcf_floats([lx + ox, ly + oy, 0])}">
       <geom name="plate" class="plate" type="cylinder" size="{PLATE_RADIUS_M} {PLATE_THICKNESS_M / 2}"
             pos="0 0 {PLATE_THICKNESS_M / 2}"/>
     </body>

@@ -22,9 +22,7 @@ import importlib.util
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
-
-from robot_stack.sim.kitchen import objects_default_xml, table_and_objects_xml
+from robot_stack.sim.kitchen import camera_xyaxes, mjcf_floats, objects_default_xml, table_and_objects_xml
 
 ARM_JOINT_NAMES: tuple[str, ...] = tuple(f"joint{i}" for i in range(1, 8))
 ARM_ACTUATOR_NAMES: tuple[str, ...] = tuple(f"actuator{i}" for i in range(1, 8))
@@ -73,16 +71,6 @@ def panda_assets_dir() -> Path:
     return assets
 
 
-def _fmt(values) -> str:
-    return " ".join(f"{float(v):.6g}" for v in values)
-
-
-def _camera_xyaxes(pos, lookat, up) -> str:
-    forward = np.asarray(lookat, float) - np.asarray(pos, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(up, float))
-    right /= np.linalg.norm(right)
-    return _fmt(np.concatenate([right, np.cross(right, forward)]))
 
 
 def _panda_sections(assets: Path) -> dict[str, str]:
@@ -104,7 +92,7 @@ def _panda_sections(assets: Path) -> dict[str, str]:
     ET.SubElement(base, "site", name="ee", pos=f"0 0 {EE_ABOVE_BASE_M}", quat="0 0.707107 0 0.707107",
                   size="0.004", rgba="1 0 0 0.5", group="3")
     cam_pos, cam_lookat = (0.07, 0.0, 0.03), (0.0, 0.0, EE_ABOVE_BASE_M + 0.03)
-    ET.SubElement(base, "camera", name="wrist", pos=_fmt(cam_pos), xyaxes=_camera_xyaxes(cam_pos, cam_lookat, (1, 0, 0)),
+    ET.SubElement(base, "camera", name="wrist", pos=mjcf_floats(cam_pos), xyaxes=camera_xyaxes(cam_pos, cam_lookat, (1, 0, 0)),
                   fovy=str(WRIST_CAMERA_FOVY_DEG))
     ranges = {j.get("name"): j.get("range", "-2.8973 2.8973") for j in link0.iter("joint")}
     actuator = root.find("actuator")
@@ -149,7 +137,7 @@ def build_panda_scene_xml(image_size_px: int = 128, kitchen_origin_xy_m=(0.25, 0
     {sec['asset']}
   </asset>
   <worldbody>
-    <camera name="front" pos="{_fmt(front_pos)}" xyaxes="{_camera_xyaxes(front_pos, front_lookat, (0, 0, 1))}"
+    <camera name="front" pos="{mjcf_floats(front_pos)}" xyaxes="{camera_xyaxes(front_pos, front_lookat, (0, 0, 1))}"
             fovy="{FRONT_CAMERA_FOVY_DEG}"/>
     {table_and_objects_xml(kitchen_origin_xy_m)}
     {sec['body']}

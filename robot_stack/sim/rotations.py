@@ -70,3 +70,14 @@ def top_down_mat(yaw_rad: float) -> np.ndarray:
     At yaw 0 this is the zero-pose gripper pitched down by +90 deg about y: tool x -> -z, tool z -> +x.
     """
     return rpy_to_mat(np.array([0.0, 0.0, yaw_rad])) @ rpy_to_mat(np.array([0.0, np.pi / 2, 0.0]))
+
+
+def cube_yaw_rad(quat_xyzw: np.ndarray) -> float:
+    """Yaw (rad, about base z) of a cube's face-aligned frame; meaningful only modulo 90 deg (cube symmetry).
+
+    Read from the body axis that lies flattest (smallest |z| component), so a cube resting on any face gives
+    the same value modulo 90 deg; upright it equals mat_to_rpy(quat_xyzw_to_mat(q))[2] modulo 90 deg.
+    """
+    mat = quat_xyzw_to_mat(quat_xyzw)
+    k = int(np.argmin(np.abs(mat[2])))
+    return float(np.arctan2(mat[1, k], mat[0, k]))

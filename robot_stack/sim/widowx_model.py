@@ -97,6 +97,8 @@ from robot_stack.sim.kitchen import (  # noqa: E402, F401
     CUBE_HALF_SIZE_M,
     TABLE_CENTER_X_M,
     TABLE_HALF_SIZE_M,
+    camera_xyaxes,
+    mjcf_floats,
     objects_default_xml,
     table_and_objects_xml,
 )
@@ -114,17 +116,6 @@ WRIST_CAMERA_FOVY_DEG = 75.0
 CAMERA_NAMES: tuple[str, ...] = ("front", "wrist")
 
 
-def _fmt(values) -> str:
-    return " ".join(f"{float(v):.6g}" for v in values)
-
-
-def _camera_xyaxes(pos, lookat, up) -> str:
-    """MJCF `xyaxes` of a camera at `pos` looking at `lookat` with image-up near `up` (parent frame)."""
-    forward = np.asarray(lookat, float) - np.asarray(pos, float)
-    forward /= np.linalg.norm(forward)
-    right = np.cross(forward, np.asarray(up, float))
-    right /= np.linalg.norm(right)
-    return _fmt(np.concatenate([right, np.cross(right, forward)]))
 
 
 def _arm_joint(name: str, axis: str) -> str:
@@ -136,7 +127,7 @@ def _inertial(link: str) -> str:
     # Diagonal inertia of a 4 cm solid sphere-ish blob: the URDF tensors are tiny and the armature dominates.
     mass = LINK_MASS_KG[link]
     inertia = 0.4 * mass * 0.04**2
-    return f'<inertial pos="{_fmt(LINK_COM_M[link])}" mass="{mass}" diaginertia="{_fmt([inertia] * 3)}"/>'
+    return f'<inertial pos="{mjcf_floats(LINK_COM_M[link])}" mass="{mass}" diaginertia="{mjcf_floats([inertia] * 3)}"/>'
 
 
 def _finger_xml(side: str) -> str:
@@ -150,16 +141,16 @@ def _finger_xml(side: str) -> str:
                 <joint name="{side}_finger" type="slide" axis="0 1 0" range="{lo} {hi}" damping="0"
                        armature="0.01" frictionloss="0.1"/>
                 <geom name="{side}_finger_pad" class="finger" type="box"
-                      pos="{_fmt([(pad_x0 + pad_x1) / 2, pad_center_y, 0])}"
-                      size="{_fmt([(pad_x1 - pad_x0) / 2, FINGER_PAD_THICKNESS_M / 2, FINGER_PAD_HALF_WIDTH_M])}"/>
+                      pos="{mjcf_floats([(pad_x0 + pad_x1) / 2, pad_center_y, 0])}"
+                      size="{mjcf_floats([(pad_x1 - pad_x0) / 2, FINGER_PAD_THICKNESS_M / 2, FINGER_PAD_HALF_WIDTH_M])}"/>
               </body>"""
 
 
 def build_widowx_scene_xml(image_size_px: int = 128) -> str:
     """MJCF of the table-top scene; the offscreen buffer fits square renders up to max(image_size_px, 640)."""
     buffer_px = max(int(image_size_px), 640)
-    front_xyaxes = _camera_xyaxes(FRONT_CAMERA_POS_M, FRONT_CAMERA_LOOKAT_M, (0, 0, 1))
-    wrist_xyaxes = _camera_xyaxes(WRIST_CAMERA_POS_M, WRIST_CAMERA_LOOKAT_M, (0, 0, 1))
+    front_xyaxes = camera_xyaxes(FRONT_CAMERA_POS_M, FRONT_CAMERA_LOOKAT_M, (0, 0, 1))
+    wrist_xyaxes = camera_xyaxes(WRIST_CAMERA_POS_M, WRIST_CAMERA_LOOKAT_M, (0, 0, 1))
     actuators = "\n    ".join(
         f'<position name="{j}" joint="{j}" kp="{ARM_KP[j]}" kv="{ARM_KV[j]}" '
         f'ctrlrange="{ARM_JOINT_LIMITS_RAD[j][0]:.6g} {ARM_JOINT_LIMITS_RAD[j][1]:.6g}" '
@@ -195,38 +186,38 @@ def build_widowx_scene_xml(image_size_px: int = 128) -> str:
   </default>
 
   <worldbody>
-    <camera name="front" pos="{_fmt(FRONT_CAMERA_POS_M)}" xyaxes="{front_xyaxes}" fovy="{FRONT_CAMERA_FOVY_DEG}"/>
+    <camera name="front" pos="{mjcf_floats(FRONT_CAMERA_POS_M)}" xyaxes="{front_xyaxes}" fovy="{FRONT_CAMERA_FOVY_DEG}"/>
 
     <body name="base_link">
       <geom class="link" type="cylinder" size="0.06 0.036" pos="0 0 0.036"/>
-      <body name="shoulder_link" pos="{_fmt(WAIST_OFFSET_M)}" gravcomp="1">
+      <body name="shoulder_link" pos="{mjcf_floats(WAIST_OFFSET_M)}" gravcomp="1">
         {_inertial("shoulder_link")}
         {_arm_joint("waist", "0 0 1")}
         <geom class="link" type="cylinder" size="0.045 0.02" pos="0 0 0.02"/>
-        <body name="upper_arm_link" pos="{_fmt(SHOULDER_OFFSET_M)}" gravcomp="1">
+        <body name="upper_arm_link" pos="{mjcf_floats(SHOULDER_OFFSET_M)}" gravcomp="1">
           {_inertial("upper_arm_link")}
           {_arm_joint("shoulder", "0 1 0")}
           <geom class="link" type="capsule" size="0.022" fromto="0 0 0 {ELBOW_OFFSET_M[0]} 0 {ELBOW_OFFSET_M[2]}"/>
-          <body name="upper_forearm_link" pos="{_fmt(ELBOW_OFFSET_M)}" gravcomp="1">
+          <body name="upper_forearm_link" pos="{mjcf_floats(ELBOW_OFFSET_M)}" gravcomp="1">
             {_inertial("upper_forearm_link")}
             {_arm_joint("elbow", "0 1 0")}
             <geom class="link" type="capsule" size="0.02" fromto="0 0 0 {FOREARM_ROLL_OFFSET_M[0]} 0 0"/>
-            <body name="lower_forearm_link" pos="{_fmt(FOREARM_ROLL_OFFSET_M)}" gravcomp="1">
+            <body name="lower_forearm_link" pos="{mjcf_floats(FOREARM_ROLL_OFFSET_M)}" gravcomp="1">
               {_inertial("lower_forearm_link")}
               {_arm_joint("forearm_roll", "1 0 0")}
               <geom class="link" type="capsule" size="0.022" fromto="0 0 0 {WRIST_ANGLE_OFFSET_M[0]} 0 0"/>
-              <body name="wrist_link" pos="{_fmt(WRIST_ANGLE_OFFSET_M)}" gravcomp="1">
+              <body name="wrist_link" pos="{mjcf_floats(WRIST_ANGLE_OFFSET_M)}" gravcomp="1">
                 {_inertial("wrist_link")}
                 {_arm_joint("wrist_angle", "0 1 0")}
                 <geom class="link" type="box" size="0.03 0.02 0.02" pos="0.03 0 0.005"/>
-                <body name="gripper_link" pos="{_fmt(WRIST_ROTATE_OFFSET_M)}" gravcomp="1">
+                <body name="gripper_link" pos="{mjcf_floats(WRIST_ROTATE_OFFSET_M)}" gravcomp="1">
                   {_inertial("gripper_link")}
                   {_arm_joint("wrist_rotate", "1 0 0")}
                   <!-- gripper body (mesh x 0..0.043, y +-0.02) and gripper bar (x 0.043..0.071, y +-0.052) -->
                   <geom name="gripper_body" class="gripper" type="box" size="0.0215 0.02 0.0225" pos="0.0215 0 0.0075"/>
                   <geom name="gripper_bar" class="gripper" type="box" size="0.0125 0.052 0.02" pos="0.0555 0 0.01"/>
                   <site name="ee_gripper" pos="{EE_OFFSET_X_M} 0 0" size="0.004" rgba="1 0 0 0.5" group="3"/>
-                  <camera name="wrist" pos="{_fmt(WRIST_CAMERA_POS_M)}" xyaxes="{wrist_xyaxes}" fovy="{WRIST_CAMERA_FOVY_DEG}"/>
+                  <camera name="wrist" pos="{mjcf_floats(WRIST_CAMERA_POS_M)}" xyaxes="{wrist_xyaxes}" fovy="{WRIST_CAMERA_FOVY_DEG}"/>
                   {_finger_xml("left")}
                   {_finger_xml("right")}
                 </body>

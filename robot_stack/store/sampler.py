@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robot_stack.store.fastread import ArrayReader
+from robot_stack.store.returns import mc_returns
 from robot_stack.types import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ class RewardConfig:
     success_reward: float = 1.0
     failure_reward: float = 0.0
     terminal_on: str = "success"  # "success" | "end" | "never"
+    # Cal-QL (JaxCQL calc_return_to_go): a trajectory whose every reward equals `failure_reward` gets
+    # mc_return = failure_reward / (1 − γ) at every step ("it would have failed forever"), not its finite sum.
+    failed_as_infinite_horizon: bool = True
 
     def __post_init__(self) -> None:
         if self.source not in ("auto", "key", "success"):
@@ -87,15 +91,13 @@ class SamplerConfig:
 class _Episode:
     """One decoded episode: arrays {key: (T, *shape)}, rewards (T,), return-to-go (T,), terminal flag, task."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], rewards: np.ndarray, terminal: bool, task: str, discount: float):
+    def __init__(self, arrays: dict[str, np.ndarray], rewards: np.ndarray, terminal: bool, task: str, discount: float,
+                 failure_reward: float | None = None):
         self.arrays, self.rewards, self.terminal, self.task = arrays, rewards, terminal, task
         self.T = len(rewards)
-        rtg = np.empty(self.T, dtype=np.float64)
-        acc = 0.0
-        for t in range(self.T - 1, -1, -1):  # return-to-go; a non-terminal end is not bootstrapped here (MC)
-            acc = rewards[t] + discount * acc
-            rtg[t] = acc
-        self.rtg = rtg
+        # Return-to-go (a non-terminal end is not bootstrapped: MC), with Cal-QL's failed-trajectory rule when
+        # `failure_reward` is given: the learner's bound and this sampler share robot_stack.store.returns.
+        self.rtg = mc_returns(rewards, None, discount, failure_reward).astype(np.float64)
         self.nbytes = sum(a.nbytes for a in arrays.values())
 
 
@@ -177,7 +179,8 @@ class TrajectorySampler:
             rewards = np.zeros(T, dtype=np.float64)
             rewards[-1] = rc.success_reward if meta.success else rc.failure_reward
         terminal = {"success": bool(meta.success), "end": True, "never": False}[rc.terminal_on]
-        ep = _Episode(arrays, rewards, terminal, meta.task, self.cfg.discount)
+        ep = _Episode(arrays, rewards, terminal, meta.task, self.cfg.discount,
+                      rc.failure_reward if rc.failed_as_infinite_horizon else None)
         self._cache[i] = ep
         self._cache_bytes += ep.nbytes
         while self._cache_bytes > self.cfg.cache_budget_bytes and len(self._cache) > 1:

@@ -23,7 +23,7 @@ TINY = {"arch": "resnet_tiny", "base_width": 8, "latent_dim": 16, "image_size_px
 
 
 class ZeroActor:
-    def reset(self, task, seed):
+    def reset(self, task, seed, language=""):
         pass
 
     def act(self, obs, sim):
