@@ -11,7 +11,7 @@ PIP = scripts/pip_quiet.sh $(BIN)/pip
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench bench-learning lint clean
 
 setup: $(STAMP)
 
@@ -42,9 +42,11 @@ bench: setup
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_learner.py
-	@# PTR and Cal-QL learning comparison at CPU scale (~30 min on 2 cores; see benchmarks/results/learning.md)
-	$(BIN)/python benchmarks/bench_learning.py --px 48 --pretrain-steps 2000 --finetune-steps 1000 \
-	  --offline-steps 1000 --online-blocks 3 --episodes-per-block 3
+	$(MAKE) bench-learning
+
+# Learning evidence, tiers 0-1 x 3 seeds (~70 min on 2 cores): benchmarks/results/learning.{md,json,png}.
+bench-learning: setup
+	$(BIN)/python benchmarks/bench_learning.py --seeds 0 1 2 --jobs 2
 
 lint: setup
 	$(BIN)/ruff check robot_stack tests

@@ -1,20 +1,25 @@
-"""Learning evidence (issue 5) on the MuJoCo toy kitchen, CPU-sized: writes benchmarks/results/learning.md.
+"""Learning evidence on the MuJoCo kitchen, CPU-sized (issue 9): writes benchmarks/results/learning.{md,json,png}.
 
-    (a) PTR-style:  sim generator ─► multi-task prior data (non-held-out tasks, noise + failures) + 10 demos of a
-                    held-out task ─► CQL (ptr.yaml recipe): 100 % prior for --pretrain-steps, then 90/10
-                    prior/target for --finetune-steps ─► success on the held-out task
-                    vs. bc_actor and CQL from scratch on the same 10 demos (--finetune-steps each)
-    (b) Cal-QL vs CQL offline-to-online:  mixed-quality data of one task ─► offline --offline-steps ─► online:
-                    blocks of --episodes-per-block policy episodes (stochastic actor, in-process sim) appended to
-                    the store as source "policy" ─► the learner's online loop (50/50 offline/online, UTD 1) trains
-                    on them ─► deterministic evaluation before online and after each block (dip or not)
+    Tier 0  pixel BC ceiling: 20 scripted demos (front + wrist, 64 px) ─► bc_conv (the demo's policy) ─► success.
+            RL rows are only worth comparing once this row is clearly above zero.
+    Tier 1  state mode (observation.state + observation.environment_state, encoder-free actor_critic):
+      (a) PTR vs BC vs CQL-from-scratch on the held-out `put_block_in_bowl` from 10 demos:
+          multi-task prior data (every non-held-out task, noisy, 30 % failures) + the 10 target demos
+          ─► PTR = CQL (ptr.yaml recipe) 100 % prior, then 90/10 prior/target  vs  bc_actor / CQL on the 10 demos
+      (b) Cal-QL vs CQL offline → online on `put_cube_in_bowl` from mixed data (≥ 50 % failures):
+          offline updates ─► validity gate (Cal-QL's bound active on ≥ 20 % of policy actions, else VOID)
+          ─► online rounds (robot_stack.learn.online: the live policy explores with a held gripper, its episodes
+             land in the store as source "policy", the learner trains UTD 1 on 50/50 batches) ─► learning curve
+      (c) RLPD from 20 demos online (rlpd_state.yaml: no offline updates, 50/50, UTD 4, 10-head LN ensemble)
+    Tier 2  pixels online: not part of this script's default run (see learning.md for why).
 
-Every evaluation is robot_stack.learn.evaluate (ground-truth success, seeded resets 1_000_000 + i, the same
-resets for every method). Data are generated once (fixed seeds); `--seeds` varies the learner seed (network
-init, batch sampling, augmentation) and the online exploration noise.
+Every cell (tier, method, seed) runs in its own process (1 torch thread; `--jobs` of them at once) and writes
+<work>/cells/<tier>_<method>_<seed>.json; the report is rebuilt from every cell file present, so a re-run of one
+cell (`--only 1b:calql:2`) updates the tables. Evaluation: robot_stack.learn.evaluate, seeded resets
+1_000_000 + i (identical for every method), deterministic actor, ground-truth success at any step.
 
-    python benchmarks/bench_learning.py                 # both parts as 2 parallel processes (1 torch thread each)
-    python benchmarks/bench_learning.py --parts a --seeds 1 --pretrain-steps 200 ...   (smaller / faster)
+    python benchmarks/bench_learning.py                      # everything, 3 seeds, 2 processes (~45 min)
+    python benchmarks/bench_learning.py --tiers 1c --seeds 0 --quick     # a smoke run in a minute
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -33,387 +39,458 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "robot_stack" / "conf" / "learner"
+RESULTS = REPO / "benchmarks" / "results"
 EVAL_SEED = 1_000_000
-ONLINE_SEED = 2_000_000
+TIER1A_TASK, TIER1B_TASK = "put_block_in_bowl", "put_cube_in_bowl"
+METHODS = {"0": ["bc_conv"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql"], "1c": ["rlpd"]}
 
 
 def log(msg: str) -> None:
     print(f"[bench_learning {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def small_policy(args) -> dict:
-    """The CPU variant of the PTR/Cal-QL actor_critic: every design element, resnet_tiny widths, one camera."""
-    return {"arch": "resnet_tiny", "base_width": args.base_width, "latent_dim": args.latent_dim,
-            "image_size_px": args.px, "cameras": ["front"], "actor_hidden_dims": [256, 256],
-            "critic_hidden_dims": [256, 256], "conditioning": "onehot", "use_state": args.use_state}
+# ------------------------------------------------------------------------------------------------ sizes
+def sizes(quick: bool) -> dict:
+    """Every count of the benchmark in one place (the report prints them)."""
+    full = {"t0_demos": 20, "t0_steps": 2000, "t0_px": 64, "eval_episodes": 30,
+            "t1a_prior_per_task": 15, "t1a_target_demos": 10, "t1a_ptr_steps": 6000, "t1a_switch": 4000,
+            "t1a_scratch_steps": 3000, "t1a_bc_steps": 3000,
+            "t1b_episodes": 40, "t1b_failure_share": 0.6, "t1b_offline_steps": 5000, "t1b_rounds": 8,
+            "t1b_episodes_per_round": 10, "t1b_eval_every_rounds": 2,
+            "t1c_demos": 20, "t1c_rounds": 8, "t1c_episodes_per_round": 10, "t1c_eval_every_rounds": 2,
+            "batch": 64, "rlpd_batch": 128, "online_eval_episodes": 20}
+    if quick:
+        full.update(t0_demos=4, t0_steps=50, eval_episodes=4, t1a_prior_per_task=2, t1a_target_demos=3,
+                    t1a_ptr_steps=100, t1a_switch=50, t1a_scratch_steps=50, t1a_bc_steps=50, t1b_episodes=6,
+                    t1b_offline_steps=50, t1b_rounds=2, t1b_episodes_per_round=2, t1b_eval_every_rounds=1,
+                    t1c_demos=4, t1c_rounds=2, t1c_episodes_per_round=2, t1c_eval_every_rounds=1,
+                    online_eval_episodes=4)
+    return full
 
 
-def learner_cfg(yaml_name: str, args, **overrides):
-    """A learner config from robot_stack/conf/learner/<yaml_name>.yaml with the benchmark's overrides."""
+STATE_POLICY = {"cameras": [], "arch": "none", "use_environment_state": True, "latent_dim": 128,
+                "actor_hidden_dims": [256, 256], "critic_hidden_dims": [128, 128], "conditioning": "onehot"}
+
+
+def learner_cfg(name: str, sim_task: str, S: dict, seed: int, **overrides):
+    """robot_stack/conf/learner/<name>.yaml composed by hydra (defaults lists and ${task.language} resolved),
+    with the benchmark's CPU sizes; the algorithm recipe itself is the YAML's."""
+    from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
     from robot_stack.learn.rl_service import RLLearnerConfig
 
-    d = OmegaConf.to_container(OmegaConf.load(CONF / f"{yaml_name}.yaml"), resolve=False)
+    with initialize_config_module("robot_stack.conf", version_base=None):
+        c = compose("robot_stack", overrides=[f"learner={name}", f"task={sim_task}", "data_dir=/tmp"])
+    d = OmegaConf.to_container(c.learner, resolve=True)
     d.pop("torch_threads", None)
-    d.update(policy_config=small_policy(args), batch_size=args.batch, tensorboard_dir=None, device="cpu",
-             val_every_episode=0, val_every_steps=0, log_every_steps=args.log_every, poll_interval_s=0.2,
-             prefetch_depth=2, min_episodes=1)
+    d.update(batch_size=S["rlpd_batch"] if d["algo"] == "rlpd" else S["batch"], tensorboard_dir=None, val_every_episode=0, val_every_steps=0,
+             log_every_steps=500, min_episodes=1, checkpoint_every_steps=100_000, sources=["sim"], seed=seed,
+             poll_interval_s=0.1)
+    if d["policy_type"] == "actor_critic":
+        d["policy_config"] = {**d["policy_config"], **STATE_POLICY,
+                              **({"num_qs": 10, "critic_layer_norm": True} if d["algo"] == "rlpd" else {})}
     d.update(overrides)
-    if d.get("target_task") is not None and str(d["target_task"]).startswith("$"):
-        d["target_task"] = None
     return RLLearnerConfig.from_dict(d)
 
 
-def progress_printer(tag: str):
-    def on_progress(m: dict) -> None:
-        keys = [k for k in ("critic/q_data", "critic/cql_diff", "actor/loss", "actor/bc_mse", "actor/loss")
-                if k in m]
-        extra = " ".join(f"{k.split('/')[-1]}={m[k]:.3g}" for k in dict.fromkeys(keys))
-        log(f"{tag} step {int(m['step'])} {m.get('perf/steps_per_s', float('nan')):.1f} upd/s {extra}")
-    return on_progress
-
-
-def run_offline(store, ckpt, cfg, tag):
-    from robot_stack.learn.rl_service import RLLearnerService
-
-    t0 = time.perf_counter()
-    svc = RLLearnerService(store, ckpt, cfg, on_progress=progress_printer(tag))
-    svc.run()
-    wall = time.perf_counter() - t0
-    log(f"{tag}: {svc.step} updates in {wall:.0f} s; prior {len(svc.prior_pool)} / target {len(svc.target_pool)} "
-        f"transitions")
-    return svc, wall
-
-
-def eval_ckpt(path_or_policy, task, args, sim, tag):
-    from robot_stack.learn.evaluate import evaluate
-
-    res = evaluate(path_or_policy, task, episodes=args.eval_episodes, seed=EVAL_SEED, sim=sim)
-    s = res.summary()
-    log(f"{tag}: {task} success {res.successes}/{res.n} (goal dist {s['mean_goal_distance_m']:.3f} m, "
-        f"{res.wall_s:.0f} s)")
-    return s
-
-
-def make_sim(args):
+def state_sim(task: str):
     from robot_stack.sim.env import SimConfig, TabletopSim
 
-    return TabletopSim(SimConfig(image_size_px=args.px, cameras=("front",)))
+    return TabletopSim(SimConfig(task=task, cameras=()))
 
 
-# ------------------------------------------------------------------------------------------------ (a) PTR
-def part_a(args, work: Path) -> dict:
+def success(policy, task: str, sim, n: int) -> dict:
+    from robot_stack.learn.evaluate import evaluate
+
+    r = evaluate(policy, task, episodes=n, seed=EVAL_SEED, sim=sim)
+    return {"successes": r.successes, "episodes": r.n, "success_rate": r.success_rate,
+            "goal_dist_m": r.mean_goal_distance_m}
+
+
+def diagnostics(svc, last: int = 200) -> dict:
+    """Means of the last `last` updates' metrics that say whether the critic/actor learned (or why not)."""
+    tail = svc.metrics_history[-last:]
+    keys = ("critic/q_data", "critic/q_rand", "critic/q_pi_current", "critic/mc_return", "critic/bound_rate",
+            "critic/td_loss", "critic/loss", "actor/alpha", "actor/entropy", "actor/bc_mse", "actor/bc_gripper_acc")
+    return {k: float(np.mean([m[k] for m in tail if k in m])) for k in keys if any(k in m for m in tail)}
+
+
+def generate_state(store, tasks, episodes, failure_share, seed):
     from robot_stack.sim.generate import generate
-    from robot_stack.sim.tasks import HELD_OUT_TASKS, get_task, prior_tasks
 
-    target = args.target_task
-    assert target in HELD_OUT_TASKS, f"{target} is not held out"
-    store = work / "ptr_store.zarr"
+    rep = generate(store, tasks=tasks, episodes=episodes, failure_share=failure_share, seed=seed, cameras=(),
+                   workers=1, environment_state=True, progress=False)
+    return {"episodes": rep.episodes, "successes": rep.successes, "steps": rep.steps}
+
+
+def progress_printer(tag: str):
+    def progress(m):
+        shown = " ".join(f"{k.split('/')[-1]}={m[k]:.3g}" for k in ("critic/q_data", "critic/bound_rate",
+                                                                      "actor/alpha", "actor/bc_mse") if k in m)
+        log(f"{tag} step {int(m['step'])} {m['perf/steps_per_s']:.1f} upd/s {shown}")
+    return progress
+
+
+def offline(cfg, store, work: Path, tag: str):
+    from robot_stack.learn.rl_service import RLLearnerService
+
+    svc = RLLearnerService(store, work / f"ckpt_{tag.replace(' ', '_')}", cfg, on_progress=progress_printer(tag))
+    t0 = time.perf_counter()
+    svc.run()
+    return svc, time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------------ cells
+def cell_0(method: str, seed: int, S: dict, work: Path) -> dict:
+    """Tier 0: the demo's bc_conv on 20 pixel demos of put_cube_in_bowl, both cameras."""
+    from robot_stack.learn.bc import LearnerConfig, train_bc
+    from robot_stack.sim.env import SimConfig, TabletopSim
+    from robot_stack.sim.generate import generate
+    from robot_stack.store import TrajectoryStore
+
+    store_path = work / "store.zarr"
+    t0 = time.perf_counter()
+    rep = generate(store_path, tasks=[TIER1B_TASK], episodes=S["t0_demos"], failure_share=0.0, seed=seed,
+                   cameras=("front", "wrist"), image_size_px=S["t0_px"], workers=1, progress=False)
+    gen_s = time.perf_counter() - t0
+    cfg = LearnerConfig(sources=("sim",), success_only=True, batch_size=64, seed=seed, log_every_steps=500)
+    t0 = time.perf_counter()
+    with TrajectoryStore.open(store_path, mode="r") as store:
+        res = train_bc(store, cfg, S["t0_steps"], on_progress=lambda m: log(f"0 bc_conv s{seed} step {m['step']} "
+                                                                             f"loss {m['loss']:.4f}"),
+                       policy_config={"image_size_px": S["t0_px"]})
+    train_s = time.perf_counter() - t0
+    sim = TabletopSim(SimConfig(task=TIER1B_TASK, image_size_px=S["t0_px"], cameras=("front", "wrist")))
+    try:
+        after = success(res.policy, TIER1B_TASK, sim, S["eval_episodes"])
+    finally:
+        sim.close()
+    return {"task": TIER1B_TASK, "data": {"demos": rep.episodes, "successes": rep.successes, "steps": rep.steps,
+                                          "gen_s": gen_s},
+            "updates": res.step, "train_s": train_s, "after": after}
+
+
+def cell_1a(method: str, seed: int, S: dict, work: Path) -> dict:
+    from robot_stack.sim.tasks import get_task, prior_tasks
+
+    store = work / "store.zarr"
     t0 = time.perf_counter()
     prior = prior_tasks()
-    rep_p = generate(store, tasks=prior, episodes=args.prior_episodes_per_task * len(prior), workers=1,
-                     image_size_px=args.px, cameras=("front",), seed=0, failure_share=args.failure_share,
-                     noise_std_m=args.noise_m, progress=False)
-    rep_t = generate(store, tasks=[target], episodes=args.target_demos, workers=1, image_size_px=args.px,
-                     cameras=("front",), seed=7, failure_share=0.0, noise_std_m=args.noise_m, progress=False)
-    data = {"prior_tasks": prior, "prior_episodes": rep_p.episodes, "prior_successes": rep_p.successes,
-            "prior_steps": rep_p.steps, "per_task": rep_p.per_task, "target_task": target,
-            "target_episodes": rep_t.episodes, "target_successes": rep_t.successes, "target_steps": rep_t.steps,
-            "gen_wall_s": time.perf_counter() - t0}
-    log(f"(a) data: {rep_p.episodes} prior episodes ({rep_p.successes} successful, {rep_p.steps} steps), "
-        f"{rep_t.episodes} target demos ({rep_t.successes} successful) in {data['gen_wall_s']:.0f} s")
-    lang = get_task(target).language
-    sim = make_sim(args)
-    rows = []
-    for seed in range(args.seeds):
-        ck = work / f"ptr_s{seed}"
-        P, F = args.pretrain_steps, args.finetune_steps
-        cfg = learner_cfg("ptr", args, target_task=lang, target_switch_step=P, offline_steps=P + F,
-                          checkpoint_every_steps=P, seed=seed, task=None)
-        _, wall = run_offline(store, ck, cfg, f"(a) PTR seed {seed}")
-        pre = eval_ckpt(ck / "v0001", args.prior_eval_task, args, sim, f"(a) PTR pre-trained seed {seed}")
-        pre_t = eval_ckpt(ck / "v0001", target, args, sim, f"(a) PTR pre-trained (0-shot) seed {seed}")
-        fin = eval_ckpt(ck / "v0002", target, args, sim, f"(a) PTR fine-tuned seed {seed}")
-        rows += [{"method": "PTR pre-trained only (prior data, target one-hot unseen)", "seed": seed,
-                  "steps": P, **pre_t, "train_wall_s": wall},
-                 {"method": f"PTR pre-trained only, on prior task {args.prior_eval_task}", "seed": seed,
-                  "steps": P, **pre, "train_wall_s": wall},
-                 {"method": "PTR: CQL pre-train + 90/10 fine-tune", "seed": seed, "steps": P + F, **fin,
-                  "train_wall_s": wall}]
-        for name, yaml, algo in (("BC (bc_actor) on 10 demos", "bc_actor", "bc_actor"),
-                                 ("CQL from scratch on 10 demos", "cql", "cql")):
-            ckb = work / f"{algo}_s{seed}"
-            cfg = learner_cfg(yaml, args, task=lang, offline_steps=F, checkpoint_every_steps=F, seed=seed)
-            _, wall = run_offline(store, ckb, cfg, f"(a) {name} seed {seed}")
-            rows.append({"method": name, "seed": seed, "steps": F,
-                         **eval_ckpt(ckb / "v0001", target, args, sim, f"(a) {name} seed {seed}"),
-                         "train_wall_s": wall})
-        rows.append({"method": "scripted expert (privileged state, reference)", "seed": seed, "steps": 0,
-                     **eval_expert(target, args, sim), "train_wall_s": 0.0})
-    sim.close()
-    return {"data": data, "rows": rows}
+    d_prior = generate_state(store, prior, S["t1a_prior_per_task"] * len(prior), 0.3, 1000 + seed)
+    d_target = generate_state(store, [TIER1A_TASK], S["t1a_target_demos"], 0.0, 2000 + seed)
+    gen_s = time.perf_counter() - t0
+    language = get_task(TIER1A_TASK).language
+    if method == "ptr":
+        cfg = learner_cfg("ptr", TIER1A_TASK, S, seed, offline_steps=S["t1a_ptr_steps"],
+                          target_switch_step=S["t1a_switch"])
+    elif method == "cql":
+        cfg = learner_cfg("cql", TIER1A_TASK, S, seed, offline_steps=S["t1a_scratch_steps"], task=language)
+    else:
+        cfg = learner_cfg("bc_actor", TIER1A_TASK, S, seed, offline_steps=S["t1a_bc_steps"], task=language)
+    svc, train_s = offline(cfg, store, work, f"1a {method} s{seed}")
+    sim = state_sim(TIER1A_TASK)
+    try:
+        after = success(svc.policy, TIER1A_TASK, sim, S["eval_episodes"])
+    finally:
+        sim.close()
+    return {"task": TIER1A_TASK, "data": {"prior": d_prior, "prior_tasks": prior, "target": d_target,
+                                          "gen_s": gen_s},
+            "updates": svc.step, "train_s": train_s, "after": after, "diagnostics": diagnostics(svc),
+            "transitions": {"prior": len(svc.prior_pool), "target": len(svc.target_pool)}}
 
 
-def eval_expert(task, args, sim):
-    from robot_stack.learn.evaluate import ExpertActor, evaluate
-
-    return evaluate(ExpertActor(), task, episodes=args.eval_episodes, seed=EVAL_SEED, sim=sim).summary()
-
-
-# ------------------------------------------------------------------------------------- (b) Cal-QL vs CQL
-def part_b(args, work: Path) -> dict:
-    from robot_stack.learn.evaluate import PolicyActor, rollout
+def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
+    from robot_stack.learn.online import run_online
     from robot_stack.learn.rl_service import RLLearnerService
-    from robot_stack.sim.generate import generate
-    from robot_stack.store import EpisodeMeta, TrajectoryStore
 
-    task = args.online_task
-    base = work / "o2o_store.zarr"
+    task = TIER1B_TASK
+    store = work / "store.zarr"
     t0 = time.perf_counter()
-    rep = generate(base, tasks=[task], episodes=args.offline_episodes, workers=1, image_size_px=args.px,
-                   cameras=("front",), seed=3, failure_share=args.offline_failure_share,
-                   noise_std_m=args.noise_m, progress=False)
-    data = {"task": task, "episodes": rep.episodes, "successes": rep.successes, "steps": rep.steps,
-            "gen_wall_s": time.perf_counter() - t0}
-    log(f"(b) data: {rep.episodes} episodes of {task} ({rep.successes} successful, {rep.steps} steps)")
-    sim = make_sim(args)
-    runs = []
-    calql_defaults = {"discount": 0.99, "cql_alpha": 1.0, "cql_n_actions": 10, "cql_next_actions": True,
-                      "n_backup_actions": 10}
-    for seed in range(args.seeds):
-        for algo in ("calql", "cql"):
-            import shutil
-
-            store_path = work / f"o2o_{algo}_s{seed}.zarr"
-            shutil.rmtree(store_path, ignore_errors=True)
-            shutil.copytree(base, store_path)
-            # Same recipe for both (calql.yaml: reward ×10 ±5, γ .99, α 1, 10 CQL actions); CQL = no MC clipping.
-            cfg = learner_cfg("calql", args, algo=algo,
-                              algo_config={} if algo == "calql" else dict(calql_defaults),
-                              offline_steps=args.offline_steps, online=True, online_steps=0,
-                              checkpoint_every_steps=10 ** 9, seed=seed, mixing_ratio=0.5, utd_ratio=1.0)
-            tag = f"(b) {algo} seed {seed}"
-            svc = RLLearnerService(store_path, work / f"o2o_{algo}_s{seed}_ckpt", cfg,
-                                   on_progress=progress_printer(tag))
-            t_run = time.perf_counter()
-            svc.start()
-            target_step = args.offline_steps
-            _wait(svc, target_step)
-            offline_wall = time.perf_counter() - t_run
-            curve = [{"online_episodes": 0, "online_transitions": 0, "step": svc.step,
-                      **eval_ckpt(svc.policy, task, args, sim, f"{tag} before online")}]
-            writer = TrajectoryStore.open(store_path, mode="a")
-            n_trans = 0
-            collected = []
-            try:
-                for blk in range(args.online_blocks):
-                    ok = 0
-                    actor = PolicyActor(svc.policy, stochastic=True)
-                    block = []
-                    # Collect the whole block first, then commit it: the learner starts training on the first
-                    # committed episode, and the live policy must not change (or switch train/eval) mid-block.
-                    for k in range(args.episodes_per_block):
-                        ep_seed = ONLINE_SEED + 10_000 * seed + 100 * blk + k
-                        block.append(rollout(sim, actor, task, ep_seed, record=True))
-                    for res, cols in block:
-                        writer.append_episode(cols, EpisodeMeta(task=sim.language, source="policy",
-                                                                phase=sim.task_spec.phase, success=res.success))
-                        n_trans += res.steps
-                        ok += int(res.success)
-                    collected.append(ok)
-                    target_step = args.offline_steps + int(cfg.utd_ratio * n_trans)
-                    _wait(svc, target_step)
-                    curve.append({"online_episodes": (blk + 1) * args.episodes_per_block,
-                                  "online_transitions": n_trans, "step": svc.step, "collected_successes": ok,
-                                  **eval_ckpt(svc.policy, task, args, sim, f"{tag} after block {blk + 1}")})
-            finally:
-                svc.stop()
-                svc.join(60)
-                writer.close()
-            runs.append({"algo": algo, "seed": seed, "curve": curve, "offline_wall_s": offline_wall,
-                         "total_wall_s": time.perf_counter() - t_run,
-                         "bound_rate_last": svc.metrics_history[-1].get("critic/bound_rate") if
-                         svc.metrics_history else None})
-    sim.close()
-    return {"data": data, "runs": runs}
-
-
-def _wait(svc, step: int, timeout_s: float = 3600) -> None:
-    """Until the learner has taken `step` updates and is idle (its online loop waits for data)."""
+    if tier == "1b":
+        data = generate_state(store, [task], S["t1b_episodes"], S["t1b_failure_share"], 3000 + seed)
+        cfg = learner_cfg(method, task, S, seed, offline_steps=S["t1b_offline_steps"], online=True)
+        rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
+    else:
+        data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
+        cfg = learner_cfg("rlpd_state", task, S, seed)
+        rounds, per_round, every = S["t1c_rounds"], S["t1c_episodes_per_round"], S["t1c_eval_every_rounds"]
+    data["gen_s"] = time.perf_counter() - t0
+    tag = f"{tier} {method} s{seed}"
+    svc = RLLearnerService(store, work / "ckpt", cfg, on_progress=progress_printer(tag))
+    sim, eval_sim = state_sim(task), state_sim(task)
+    curve: list[dict] = []
+    out: dict = {"task": task, "data": data}
     t0 = time.perf_counter()
-    while svc.step < step or svc.phase == "offline":
-        if svc._thread is not None and not svc._thread.is_alive():
-            raise RuntimeError("the learner thread died (see the log above)")
-        if time.perf_counter() - t0 > timeout_s:
-            raise TimeoutError(f"learner at step {svc.step}, waiting for {step}")
-        time.sleep(0.2)
-    time.sleep(0.3)   # the step counter moves before the loop goes back to waiting: let it settle
+    orig_train_offline = svc.train_offline
+
+    def train_offline_then_eval():
+        orig_train_offline()
+        out["offline_s"] = time.perf_counter() - t0
+        out["offline_diagnostics"] = diagnostics(svc, 200) if svc.metrics_history else {}
+        before = success(svc.policy, task, eval_sim, S["online_eval_episodes"])
+        curve.append({"online_episodes": 0, "updates": svc.step, **before})
+        log(f"{tag}: after {svc.step} offline updates {before['successes']}/{before['episodes']} "
+            f"{out['offline_diagnostics']}")
+
+    svc.train_offline = train_offline_then_eval
+
+    def on_round(r):
+        if r.round % every == 0 or r.round == rounds:
+            ev = success(svc.policy, task, eval_sim, S["online_eval_episodes"])
+            curve.append({"online_episodes": r.episodes, "online_transitions": r.transitions, "updates": r.step,
+                          "collected_successes": r.collected_successes, **ev})
+            log(f"{tag}: {r.episodes} online episodes ({r.collected_successes}/{per_round} exploring successes), "
+                f"{r.step} updates: {ev['successes']}/{ev['episodes']}")
+
+    try:
+        res = run_online(svc, sim, task, store, rounds, per_round, seed=seed, on_round=on_round)
+        out["after"] = success(svc.policy, task, eval_sim, S["eval_episodes"])
+    finally:
+        sim.close()
+        eval_sim.close()
+    out.update(curve=curve, updates=svc.step, train_s=time.perf_counter() - t0, online_diagnostics=diagnostics(svc),
+               online_episodes=res[-1].episodes if res else 0,
+               collected_successes=[r.collected_successes for r in res])
+    if tier == "1b":
+        out["before"] = {k: curve[0][k] for k in ("successes", "episodes", "success_rate")}
+    return out
 
 
-# --------------------------------------------------------------------------------------------- report
-def fmt(x, nd=2):
+CELLS = {"0": cell_0, "1a": cell_1a, "1b": lambda m, s, S, w: online_cell(m, s, S, w, "1b"),
+         "1c": lambda m, s, S, w: online_cell(m, s, S, w, "1c")}
+
+
+def run_cell(spec: str, quick: bool, out_dir: Path) -> None:
+    import tempfile
+
+    import torch
+
+    torch.set_num_threads(1)
+    tier, method, seed = spec.split(":")
+    S = sizes(quick)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"bench_{tier}_{method}_{seed}_") as tmp:
+        try:
+            rec = CELLS[tier](method, int(seed), S, Path(tmp))
+            rec["status"] = "ok"
+        except Exception as e:  # the report shows the failure; the other cells go on
+            rec = {"status": "error", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+            log(f"cell {spec} FAILED: {rec['error']}")
+    rec.update(tier=tier, method=method, seed=int(seed), wall_s=time.perf_counter() - t0, quick=quick)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp_file = out_dir / f".{tier}_{method}_{seed}.json.tmp"
+    tmp_file.write_text(json.dumps(rec, indent=1, default=float) + "\n")
+    tmp_file.replace(out_dir / f"{tier}_{method}_{seed}.json")
+
+
+# ------------------------------------------------------------------------------------------------ report
+def fmt(x, nd=2) -> str:
     return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{nd}f}"
 
 
-def report(args, res: dict, wall_s: float) -> str:
+def frac(d: dict | None) -> str:
+    return "–" if not d else f"{d['successes']}/{d['episodes']}"
+
+
+def mean_rate(rows, key="after") -> float:
+    v = [r[key]["success_rate"] for r in rows if r.get("status") == "ok" and r.get(key)]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def plot(cells: list[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing (pip install -e '.[bench]'): no plot")
+        return False
+    online = [c for c in cells if c.get("status") == "ok" and c.get("curve")]
+    if not online:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, tier, title in ((axes[0], "1b", "Tier 1b: offline → online (mixed data)"),
+                            (axes[1], "1c", "Tier 1c: RLPD from 20 demos")):
+        for c in sorted((c for c in online if c["tier"] == tier), key=lambda c: (c["method"], c["seed"])):
+            xs = [p["online_episodes"] for p in c["curve"]]
+            ys = [p["success_rate"] for p in c["curve"]]
+            ax.plot(xs, ys, marker="o", label=f"{c['method']} seed {c['seed']}",
+                    color={"calql": "C0", "cql": "C1", "rlpd": "C2"}.get(c["method"], "C3"),
+                    alpha=0.4 + 0.2 * c["seed"] % 1)
+        ax.set_title(title)
+        ax.set_xlabel("online episodes")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel(f"success rate (deterministic, seeded resets from {EVAL_SEED})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
     import torch
 
-    L = ["# Learning evidence (bench_learning.py)", "",
-         f"Machine: {platform.machine()}, torch {torch.__version__} CPU, no GPU; 2 cores shared with other "
-         f"engineers' jobs while this ran; parts (a) and (b) ran as 2 parallel processes, 1 torch thread each. "
-         f"Total wall time {wall_s / 60:.1f} min.", "",
-         f"Command: `{args.command}`", "",
-         "## Settings (all runs)", "",
-         f"- Policy: `actor_critic`, encoder `resnet_tiny` (1,1,1,1 BasicBlocks, GroupNorm 4, SLE 8, "
-         f"bottleneck-LN-tanh), base width {args.base_width}, latent {args.latent_dim}, MLPs (256, 256), twin Q, "
-         f"one camera (`front`) at {args.px}×{args.px} px, crop-pad 4 + colour jitter, one-hot task, "
-         f"proprio state fed: {args.use_state}.",
-         f"- Batch {args.batch}, Adam, lrs and CQL/SAC hyper-parameters from the learner YAMLs (ptr/cql: α 10, γ .96, "
-         f"4+4 CQL actions, PTR reward +10/−1 on the last 3 steps; calql: α 1, γ .99, 10+10+10 actions, reward "
-         f"±5 on the last step, MC-return clip), except the overrides listed here.",
-         f"- Evaluation: `robot_stack.learn.evaluate` in-process, {args.eval_episodes} episodes per point from "
-         f"seeded resets {EVAL_SEED}…{EVAL_SEED + args.eval_episodes - 1} (identical for every method), "
-         "deterministic actor tanh(mean), episode ends at the task's ground-truth success or its max_steps "
-         "(60). `goal dist` = final xy distance of the object to its goal point (m; lower is better).",
-         f"- Learner seeds: {args.seeds} ({', '.join(str(s) for s in range(args.seeds))}); data generated once.", ""]
-    if "a" in res:
-        a = res["a"]
-        d = a["data"]
-        L += ["## (a) PTR-style: multi-task CQL pre-training, then 10 demos of a held-out task", "",
-              f"- Prior data (`robot_stack.sim.generate`, WidowX): {d['prior_episodes']} episodes over "
-              f"{len(d['prior_tasks'])} non-held-out tasks ({', '.join(d['prior_tasks'])}), noise "
-              f"{args.noise_m} m/step, failure share {args.failure_share} (heavy noise or truncated): "
-              f"{d['prior_successes']} successful, {d['prior_steps']} transitions.",
-              f"- Target: held-out `{d['target_task']}`, {d['target_episodes']} scripted demos "
-              f"({d['target_successes']} successful, {d['target_steps']} transitions), never in the prior data.",
-              f"- PTR: {args.pretrain_steps} CQL steps on 100 % prior, then {args.finetune_steps} steps at 90 % prior "
-              f"/ 10 % target (the ptr.yaml schedule, shortened). Baselines: {args.finetune_steps} steps on the "
-              "10 demos only (bc_actor = tanh-Gaussian NLL on the same network; CQL with the cql.yaml recipe).",
-              f"- Data generation {d['gen_wall_s']:.0f} s.", "",
-              "| method | seed | updates | success (task in name, else held-out) | goal dist (m) | train wall (s) |",
-              "|---|---|---|---|---|---|"]
-        for r in a["rows"]:
-            L.append(f"| {r['method']} | {r['seed']} | {r['steps']} | {r['successes']}/{r['episodes']} "
-                     f"| {fmt(r['mean_goal_distance_m'], 3)} | {r['train_wall_s']:.0f} |")
-        L += ["", "Mean over seeds:", "", "| method | success rate | goal dist (m) |", "|---|---|---|"]
-        for m in dict.fromkeys(r["method"] for r in a["rows"]):
-            rs = [r for r in a["rows"] if r["method"] == m]
-            L.append(f"| {m} | {np.mean([r['success_rate'] for r in rs]):.2f} "
-                     f"| {fmt(float(np.nanmean([r['mean_goal_distance_m'] for r in rs])), 3)} |")
+    quick = any(c.get("quick") for c in cells)
+    S = sizes(quick)
+    by = {t: [c for c in cells if c["tier"] == t] for t in METHODS}
+    L = ["# Learning evidence (benchmarks/bench_learning.py)", "",
+         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} CPU, no GPU; cells ran as "
+         "parallel processes with 1 torch thread each" + (f"; total wall {total_wall_s / 60:.1f} min" if total_wall_s
+                                                            else "") + ".",
+         f"Command: `{command}`" + ("  **(--quick smoke sizes: not evidence)**" if quick else ""), "",
+         f"Sizes: `{json.dumps(S)}`", "",
+         f"Evaluation: `robot_stack.learn.evaluate`, seeded resets {EVAL_SEED}… (identical for every method), "
+         "deterministic actor, success = the task's ground truth at any step within 60 steps. Seeds vary the data "
+         "generation, network init, batches and exploration.", ""]
+    errors = [c for c in cells if c.get("status") != "ok"]
+
+    def table(rows, cols, header):
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in sorted(rows, key=lambda r: (r["method"], r["seed"])):
+            out.append("| " + " | ".join(f(r) for f in cols) + " |")
+        return out
+
+    ok = lambda r: r.get("status") == "ok"  # noqa: E731
+    if by["0"]:
+        L += ["## Tier 0 — pixel BC ceiling", "",
+              f"bc_conv (robot_stack.policies.bc_conv: the demo's policy, MSE + gripper BCE, lr 3e-4) on "
+              f"{S['t0_demos']} scripted demos of `{TIER1B_TASK}`, front + wrist at {S['t0_px']} px, "
+              f"{S['t0_steps']} updates of batch 64. Goal ≥ 60 %.", ""]
+        L += table(by["0"], [lambda r: r["method"], lambda r: str(r["seed"]),
+                             lambda r: frac(r.get("after")) if ok(r) else "error",
+                             lambda r: fmt(r.get("after", {}).get("goal_dist_m"), 3),
+                             lambda r: fmt(r.get("train_s"), 0), lambda r: fmt(r["wall_s"], 0)],
+                   ["method", "seed", "success", "goal dist (m)", "train (s)", "wall (s)"])
+        L += ["", f"Mean success: {fmt(mean_rate(by['0']))}.", ""]
+    if by["1a"]:
+        L += ["## Tier 1a — PTR vs BC vs CQL from scratch, held-out task, 10 demos (state mode)", "",
+              f"Prior: {S['t1a_prior_per_task']} episodes of each non-held-out task (30 % failures); target: "
+              f"{S['t1a_target_demos']} demos of held-out `{TIER1A_TASK}`. PTR = ptr.yaml (CQL α 5, γ .98, 4+4 "
+              f"actions, reward −1/0) for {S['t1a_ptr_steps']} updates, 100 % prior until {S['t1a_switch']} then "
+              f"90/10; CQL = cql.yaml on the 10 demos for {S['t1a_scratch_steps']}; BC = bc_actor on the 10 demos "
+              f"for {S['t1a_bc_steps']}. Goal: PTR ≥ BC + 20 points.", ""]
+        L += table(by["1a"], [lambda r: r["method"], lambda r: str(r["seed"]),
+                              lambda r: frac(r.get("after")) if ok(r) else "error",
+                              lambda r: fmt(r.get("after", {}).get("goal_dist_m"), 3),
+                              lambda r: fmt(r.get("diagnostics", {}).get("critic/q_data")),
+                              lambda r: fmt(r.get("diagnostics", {}).get("actor/alpha"), 3),
+                              lambda r: str(r.get("updates", "–")), lambda r: fmt(r.get("train_s"), 0)],
+                   ["method", "seed", "success", "goal dist (m)", "Q(s,a_data)", "α", "updates", "train (s)"])
+        means = {m: mean_rate([r for r in by["1a"] if r["method"] == m]) for m in METHODS["1a"]}
+        L += ["", "Mean success: " + ", ".join(f"{m} {fmt(v)}" for m, v in means.items())
+              + f". PTR − BC = {fmt(100 * (means['ptr'] - means['bc']), 0)} points.", ""]
+    if by["1b"]:
+        L += ["## Tier 1b — Cal-QL vs CQL, offline → online (state mode)", "",
+              f"{S['t1b_episodes']} scripted episodes of `{TIER1B_TASK}` with {int(100 * S['t1b_failure_share'])} % "
+              f"deliberate failures; calql.yaml / cql.yaml (identical but for Cal-QL's MC-return bound) for "
+              f"{S['t1b_offline_steps']} offline updates, then {S['t1b_rounds']} rounds of "
+              f"{S['t1b_episodes_per_round']} online episodes (sampled actions, gripper held ≥ 5 ticks), UTD 1 on "
+              "50/50 offline/online batches.", "",
+              "**Validity gate**: Cal-QL's bound (Q(s, π) clipped to the MC return) must be active on ≥ 20 % of "
+              "policy actions at the end of offline; otherwise Cal-QL ≈ CQL by construction and the comparison is "
+              "VOID.", ""]
+        L += table(by["1b"], [lambda r: r["method"], lambda r: str(r["seed"]),
+                              lambda r: frac(r.get("before")), lambda r: frac(r.get("after")) if ok(r) else "error",
+                              lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
+                              lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/bound_rate")),
+                              lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/q_data")),
+                              lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/mc_return")),
+                              lambda r: str(r.get("updates", "–")), lambda r: fmt(r["wall_s"], 0)],
+                   ["method", "seed", "before online", "after online", "curve (every "
+                    f"{S['t1b_eval_every_rounds'] * S['t1b_episodes_per_round']} ep)", "bound rate", "Q(s,a_data)",
+                    "MC return", "updates", "wall (s)"])
+        rates = [r.get("offline_diagnostics", {}).get("critic/bound_rate") for r in by["1b"]
+                 if r["method"] == "calql" and ok(r)]
+        gate = bool(rates) and all(x is not None and x >= 0.2 for x in rates)
+        L += ["", f"Validity gate: Cal-QL bound rate at the end of offline {', '.join(fmt(x) for x in rates)} → "
+              f"**{'PASSED' if gate else 'VOID'}**.", ""]
+        for m in METHODS["1b"]:
+            rows = [r for r in by["1b"] if r["method"] == m]
+            L.append(f"- {m}: before online {fmt(mean_rate(rows, 'before'))}, after {fmt(mean_rate(rows))} "
+                     f"(mean over seeds).")
         L.append("")
-    if "b" in res:
-        b = res["b"]
-        d = b["data"]
-        L += ["## (b) Cal-QL vs CQL, offline → online", "",
-              f"- Offline data: {d['episodes']} scripted episodes of `{d['task']}`, failure share "
-              f"{args.offline_failure_share}, noise {args.noise_m} m/step: {d['successes']} successful, "
-              f"{d['steps']} transitions.",
-              f"- {args.offline_steps} offline updates, then {args.online_blocks} blocks of "
-              f"{args.episodes_per_block} online episodes: the learner's live policy acts in the sim with sampled "
-              "actions, each episode is appended to a copy of the store as source `policy`, the RL learner service "
-              "(online loop, tailing the store) trains UTD 1 on 50/50 offline/online batches; evaluation waits until "
-              "the learner has used the whole budget and is idle.",
-              "- CQL here is the same config as Cal-QL (calql.yaml: γ .99, α 1, 10 actions, ±5 reward) without "
-              "the MC-return lower bound, so the comparison isolates Cal-QL's one-line change.", "",
-              "| algo | seed | before online | " + " | ".join(
-                  f"after {(i + 1) * args.episodes_per_block} ep" for i in range(args.online_blocks))
-              + " | online-collected successes per block | dip (min after − before) | wall (s) |",
-              "|---|---|---|" + "---|" * args.online_blocks + "---|---|---|"]
-        for r in b["runs"]:
-            c = r["curve"]
-            succ = [p["successes"] for p in c]
-            cells = " | ".join(f"{p['successes']}/{p['episodes']} ({fmt(p['mean_goal_distance_m'], 3)} m)"
-                               for p in c)
-            coll = ", ".join(f"{p['collected_successes']}/{args.episodes_per_block}" for p in c[1:])
-            dip = (min(succ[1:]) - succ[0]) / c[0]["episodes"] if len(c) > 1 else float("nan")
-            L.append(f"| {r['algo']} | {r['seed']} | {cells} | {coll} | {dip:+.2f} | {r['total_wall_s']:.0f} |")
-        L.append("")
-        L.append("Cells: successes/episodes (mean goal distance).")
-        L.append("")
+    if by["1c"]:
+        L += ["## Tier 1c — RLPD from 20 demos, online (state mode)", "",
+              f"rlpd_state.yaml: {S['t1c_demos']} scripted demos as the prior half of every batch, no offline "
+              f"updates, {S['t1c_rounds']} rounds of {S['t1c_episodes_per_round']} online episodes, one RLPD update "
+              "(4 critic minibatches + 1 actor step) per new transition. Goal ≥ 80 %.", ""]
+        L += table(by["1c"], [lambda r: r["method"], lambda r: str(r["seed"]),
+                              lambda r: frac(r.get("after")) if ok(r) else "error",
+                              lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
+                              lambda r: ", ".join(str(x) for x in r.get("collected_successes", [])),
+                              lambda r: fmt(r.get("online_diagnostics", {}).get("actor/alpha"), 3),
+                              lambda r: str(r.get("updates", "–")), lambda r: fmt(r["wall_s"], 0)],
+                   ["method", "seed", "after online", "curve", "exploring successes per round", "α", "updates",
+                    "wall (s)"])
+        L += ["", f"Mean success after online: {fmt(mean_rate(by['1c']))}.", ""]
+    if errors:
+        L += ["## Cells that failed", ""] + [f"- {c['tier']}:{c['method']}:{c['seed']}: `{c['error']}`"
+                                             for c in errors] + [""]
     return "\n".join(L) + "\n"
+
+
+def load_cells(out_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json"))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="a,b")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--px", type=int, default=64)
-    ap.add_argument("--base-width", type=int, default=8)
-    ap.add_argument("--latent-dim", type=int, default=64)
-    ap.add_argument("--use-state", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--noise-m", type=float, default=0.01)
-    ap.add_argument("--eval-episodes", type=int, default=20)
-    ap.add_argument("--log-every", type=int, default=200)
-    # (a)
-    ap.add_argument("--target-task", default="put_block_in_bowl")
-    ap.add_argument("--prior-eval-task", default="put_cube_in_bowl")
-    ap.add_argument("--prior-episodes-per-task", type=int, default=16)
-    ap.add_argument("--failure-share", type=float, default=0.2)
-    ap.add_argument("--target-demos", type=int, default=10)
-    ap.add_argument("--pretrain-steps", type=int, default=1200)
-    ap.add_argument("--finetune-steps", type=int, default=800)
-    # (b)
-    ap.add_argument("--online-task", default="put_cube_in_bowl")
-    ap.add_argument("--offline-episodes", type=int, default=40)
-    ap.add_argument("--offline-failure-share", type=float, default=0.5)
-    ap.add_argument("--offline-steps", type=int, default=600)
-    ap.add_argument("--online-blocks", type=int, default=3)
-    ap.add_argument("--episodes-per-block", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per part")
-    ap.add_argument("--workdir", default="/tmp/bench_learning")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning.md"))
-    ap.add_argument("--json", default=None, help="(internal) run the parts in this process, write JSON here")
-    ap.add_argument("--sequential", action="store_true", help="run the parts one after the other, in-process")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite --out from the parts' JSON already in --workdir (same knobs as the run)")
+    ap.add_argument("--tiers", default="0,1a,1b,1c", help="comma-separated subset of 0,1a,1b,1c")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=2, help="cells run at once (1 torch thread each)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not evidence")
+    ap.add_argument("--only", nargs="*", default=None, help="cells tier:method:seed to (re)run")
+    ap.add_argument("--cells-dir", type=Path, default=None, help="where cell JSONs go (default benchmarks/"
+                    "results/learning_cells, or a tmp dir with --quick)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="directory of learning.md/json/png")
+    ap.add_argument("--report-only", action="store_true", help="rebuild the report from the cell files")
+    ap.add_argument("--cell", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args.command = "python benchmarks/bench_learning.py " + " ".join(a for a in sys.argv[1:] if a != "--report-only")
-    parts = [p for p in args.parts.split(",") if p]
-    work = Path(args.workdir)
+    cells_dir = args.cells_dir or (Path("/tmp/bench_learning_quick") if args.quick else RESULTS / "learning_cells")
+    if args.cell:
+        run_cell(args.cell, args.quick, cells_dir)
+        return
+    command = "python benchmarks/bench_learning.py " + " ".join(sys.argv[1:])
     t0 = time.perf_counter()
-    if args.report_only:
-        res = {}
-        for p in parts:
-            if (work / f"{p}.json").exists():
-                res.update(json.loads((work / f"{p}.json").read_text()))
-    elif args.json is not None or args.sequential or len(parts) == 1:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        res = {}
-        for p in parts:
-            pw = work / p
-            if pw.exists():
-                import shutil
-
-                shutil.rmtree(pw)
-            pw.mkdir(parents=True)
-            res[p] = {"a": part_a, "b": part_b}[p](args, pw)
-        if args.json is not None:
-            for v in res.values():
-                v["wall_s"] = time.perf_counter() - t0
-            Path(args.json).write_text(json.dumps(res, indent=1, default=float))
-            return
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        argv = [a for a in sys.argv[1:]]
-        procs = []
-        for p in parts:
-            cmd = [sys.executable, __file__, *argv, "--parts", p, "--json", str(work / f"{p}.json")]
-            procs.append((p, subprocess.Popen(cmd)))
-        for p, proc in procs:
-            if proc.wait() != 0:
-                raise SystemExit(f"part {p} failed (exit {proc.returncode})")
-        res = {}
-        for p in parts:
-            res.update(json.loads((work / f"{p}.json").read_text()))
-    wall = max([time.perf_counter() - t0] + [v.get("wall_s", 0.0) for v in res.values()])
-    text = report(args, res, wall)
-    Path(args.out).write_text(text)
-    print(text)
+    if not args.report_only:
+        specs = args.only or [f"{t}:{m}:{s}" for t in args.tiers.split(",") for m in METHODS[t] for s in args.seeds]
+        # Longest first, so the two processes finish together.
+        order = {"1b": 0, "0": 1, "1a": 2, "1c": 3}
+        specs.sort(key=lambda s: order.get(s.split(":")[0], 9))
+        log(f"{len(specs)} cells, {args.jobs} at a time, results in {cells_dir}")
+        running: list[tuple[str, subprocess.Popen]] = []
+        done = 0
+        while specs or running:
+            while specs and len(running) < args.jobs:
+                spec = specs.pop(0)
+                cmd = [sys.executable, __file__, "--cell", spec, "--cells-dir", str(cells_dir)]
+                cmd += ["--quick"] if args.quick else []
+                running.append((spec, subprocess.Popen(cmd)))
+                log(f"started {spec}")
+            time.sleep(1.0)
+            for spec, p in list(running):
+                if p.poll() is not None:
+                    running.remove((spec, p))
+                    done += 1
+                    log(f"finished {spec} (exit {p.returncode}); {done} done, {len(specs)} queued")
+    cells = load_cells(cells_dir)
+    wall = None if args.report_only else time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = "learning_quick" if args.quick else "learning"
+    has_plot = plot(cells, args.out / f"{stem}.png")
+    md = report(cells, command, wall)
+    if has_plot:
+        md += f"\n![learning curves]({stem}.png)\n"
+    (args.out / f"{stem}.md").write_text(md)
+    rows = [{k: c.get(k) for k in ("tier", "method", "seed", "status", "task", "before", "after", "curve",
+                                   "online_episodes", "updates", "train_s", "wall_s", "offline_diagnostics",
+                                   "online_diagnostics", "diagnostics", "data", "error") if k in c} for c in cells]
+    (args.out / f"{stem}.json").write_text(json.dumps({"command": command, "sizes": sizes(args.quick),
+                                                       "cells": rows}, indent=1, default=float) + "\n")
+    print(md)
 
 
 if __name__ == "__main__":

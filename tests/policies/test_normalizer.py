@@ -60,3 +60,34 @@ def test_from_json_refuses_non_finite(normalizer):
     d["state"]["std"][0] = float("nan")
     with pytest.raises(ValueError, match="finite"):
         Normalizer.from_json(d)
+
+
+def test_bounds_mode_uses_the_rig_limits_not_the_data(tmp_path):
+    """PTR normalises ee_delta from fixed physical bounds: a never-commanded dimension stays near 0 instead of
+    being stretched to ±1, and the range survives the JSON round trip."""
+    from robot_stack.policies.normalizer import ee_delta_bounds
+
+    rng = np.random.default_rng(0)
+    actions = np.zeros((200, 7))
+    actions[:, :3] = rng.uniform(-0.02, 0.02, (200, 3))
+    actions[:, 3] = rng.normal(0.0, 1e-3, 200)                  # a rotation the teleoperator never commanded
+    actions[:, 6] = rng.integers(0, 2, 200)
+    actions[0, 1] = 0.08                                          # one step beyond the 5 cm limit
+    env = rng.normal(size=(200, 16))
+    norm = Normalizer.fit(actions, rng.normal(size=(200, 14)), env_states=env,
+                          action_bounds=ee_delta_bounds(0.05, 0.25))
+    assert norm.mode == "bounds" and norm.env_state_dim == 16
+    n = norm.normalize_action(actions)
+    np.testing.assert_allclose(n[:, :3], actions[:, :3] / 0.05, atol=1e-12)
+    assert np.abs(n[:, 3]).max() < 0.05                           # quantile mode would put it at ±1
+    assert norm.clipped_fraction(actions)[1] == pytest.approx(1 / 200)
+    assert norm.clipped_fraction(actions)[6] == 0.0              # the gripper is never "clipped"
+    quantile = Normalizer.fit(actions, rng.normal(size=(200, 14)))
+    assert np.abs(quantile.normalize_action(actions)[:, 3]).max() > 0.9
+    norm.save(tmp_path / "n.json")
+    back = Normalizer.load(tmp_path / "n.json")
+    assert back.mode == "bounds"
+    np.testing.assert_array_equal(back.action_q99, norm.action_q99)
+    np.testing.assert_allclose(back.env_state_mean, env.mean(0))
+    with pytest.raises(ValueError, match="positive"):
+        ee_delta_bounds(0.0, 0.25)
