@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 EVAL_SEED = 1_000_000
 TIER1A_TASK, TIER1B_TASK = "put_block_in_bowl", "put_cube_in_bowl"
-METHODS = {"0": ["bc_conv"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql"], "1c": ["rlpd"]}
+METHODS = {"0": ["bc_conv"], "1s": ["bc"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql"], "1c": ["rlpd"]}
 
 
 def log(msg: str) -> None:
@@ -55,20 +55,23 @@ def sizes(quick: bool) -> dict:
     full = {"t0_demos": 20, "t0_steps": 2000, "t0_px": 64, "eval_episodes": 30,
             "t1a_prior_per_task": 15, "t1a_target_demos": 10, "t1a_ptr_steps": 6000, "t1a_switch": 4000,
             "t1a_scratch_steps": 3000, "t1a_bc_steps": 3000,
-            "t1b_episodes": 40, "t1b_failure_share": 0.6, "t1b_offline_steps": 5000, "t1b_rounds": 8,
+            "t1b_episodes": 100, "t1b_failure_share": 0.6, "t1b_offline_steps": 15000, "t1b_rounds": 8,
             "t1b_episodes_per_round": 10, "t1b_eval_every_rounds": 2,
             "t1c_demos": 20, "t1c_rounds": 8, "t1c_episodes_per_round": 10, "t1c_eval_every_rounds": 2,
+            "t1s_demos": 100, "t1s_steps": 5000,
             "batch": 64, "rlpd_batch": 128, "online_eval_episodes": 20}
     if quick:
         full.update(t0_demos=4, t0_steps=50, eval_episodes=4, t1a_prior_per_task=2, t1a_target_demos=3,
                     t1a_ptr_steps=100, t1a_switch=50, t1a_scratch_steps=50, t1a_bc_steps=50, t1b_episodes=6,
                     t1b_offline_steps=50, t1b_rounds=2, t1b_episodes_per_round=2, t1b_eval_every_rounds=1,
                     t1c_demos=4, t1c_rounds=2, t1c_episodes_per_round=2, t1c_eval_every_rounds=1,
-                    online_eval_episodes=4)
+                    online_eval_episodes=4, t1s_demos=4, t1s_steps=50)
     return full
 
 
-STATE_POLICY = {"cameras": [], "arch": "none", "use_environment_state": True, "latent_dim": 128,
+# The *_state.yaml policy: proprio + object state, Gaussian noise 0.3 (standardised units) on both while training.
+STATE_POLICY = {"cameras": [], "arch": "none", "use_state": True, "use_environment_state": True,
+                "low_dim_noise_std": 0.3, "latent_dim": 128,
                 "actor_hidden_dims": [256, 256], "critic_hidden_dims": [128, 128], "conditioning": "onehot"}
 
 
@@ -106,6 +109,14 @@ def success(policy, task: str, sim, n: int) -> dict:
     r = evaluate(policy, task, episodes=n, seed=EVAL_SEED, sim=sim)
     return {"successes": r.successes, "episodes": r.n, "success_rate": r.success_rate,
             "goal_dist_m": r.mean_goal_distance_m}
+
+
+def success_in_state_sim(policy, task: str, n: int) -> dict:
+    sim = state_sim(task)
+    try:
+        return success(policy, task, sim, n)
+    finally:
+        sim.close()
 
 
 def diagnostics(svc, last: int = 200) -> dict:
@@ -171,6 +182,19 @@ def cell_0(method: str, seed: int, S: dict, work: Path) -> dict:
             "updates": res.step, "train_s": train_s, "after": after}
 
 
+def cell_1s(method: str, seed: int, S: dict, work: Path) -> dict:
+    """Tier 1 sanity ceiling: bc_actor in state mode on plenty of demos (what the state network can reach)."""
+    store = work / "store.zarr"
+    t0 = time.perf_counter()
+    data = generate_state(store, [TIER1B_TASK], S["t1s_demos"], 0.0, 5000 + seed)
+    data["gen_s"] = time.perf_counter() - t0
+    cfg = learner_cfg("bc_actor", TIER1B_TASK, S, seed, offline_steps=S["t1s_steps"])
+    svc, train_s = offline(cfg, store, work, f"1s bc s{seed}")
+    after = success_in_state_sim(svc.policy, TIER1B_TASK, S["eval_episodes"])
+    return {"task": TIER1B_TASK, "data": data, "updates": svc.step, "train_s": train_s, "after": after,
+            "diagnostics": diagnostics(svc)}
+
+
 def cell_1a(method: str, seed: int, S: dict, work: Path) -> dict:
     from robot_stack.sim.tasks import get_task, prior_tasks
 
@@ -189,13 +213,12 @@ def cell_1a(method: str, seed: int, S: dict, work: Path) -> dict:
     else:
         cfg = learner_cfg("bc_actor", TIER1A_TASK, S, seed, offline_steps=S["t1a_bc_steps"], task=language)
     svc, train_s = offline(cfg, store, work, f"1a {method} s{seed}")
-    sim = state_sim(TIER1A_TASK)
-    try:
-        after = success(svc.policy, TIER1A_TASK, sim, S["eval_episodes"])
-    finally:
-        sim.close()
-    return {"task": TIER1A_TASK, "data": {"prior": d_prior, "prior_tasks": prior, "target": d_target,
-                                          "gen_s": gen_s},
+    after = success_in_state_sim(svc.policy, TIER1A_TASK, S["eval_episodes"])
+    control = None
+    if method == "ptr":   # the review's control: the same multi-task policy on a prior task it has data for
+        control = success_in_state_sim(svc.policy, TIER1B_TASK, S["eval_episodes"])
+    return {"task": TIER1A_TASK, "prior_task_control": control,
+            "data": {"prior": d_prior, "prior_tasks": prior, "target": d_target, "gen_s": gen_s},
             "updates": svc.step, "train_s": train_s, "after": after, "diagnostics": diagnostics(svc),
             "transitions": {"prior": len(svc.prior_pool), "target": len(svc.target_pool)}}
 
@@ -208,8 +231,10 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
     store = work / "store.zarr"
     t0 = time.perf_counter()
     if tier == "1b":
+        # "calql@15000": the same cell with another offline budget (a diagnostic row).
+        algo, _, steps = method.partition("@")
         data = generate_state(store, [task], S["t1b_episodes"], S["t1b_failure_share"], 3000 + seed)
-        cfg = learner_cfg(method, task, S, seed, offline_steps=S["t1b_offline_steps"], online=True)
+        cfg = learner_cfg(algo, task, S, seed, offline_steps=int(steps or S["t1b_offline_steps"]), online=True)
         rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
     else:
         data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
@@ -257,7 +282,7 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
     return out
 
 
-CELLS = {"0": cell_0, "1a": cell_1a, "1b": lambda m, s, S, w: online_cell(m, s, S, w, "1b"),
+CELLS = {"0": cell_0, "1s": cell_1s, "1a": cell_1a, "1b": lambda m, s, S, w: online_cell(m, s, S, w, "1b"),
          "1c": lambda m, s, S, w: online_cell(m, s, S, w, "1c")}
 
 
@@ -354,17 +379,29 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
         return out
 
     ok = lambda r: r.get("status") == "ok"  # noqa: E731
+    # Columns every tier's table starts with: method, seed, final success (and the object's final goal distance).
+    head = [lambda r: r["method"], lambda r: str(r["seed"]), lambda r: frac(r.get("after")) if ok(r) else "error"]
+    dist = lambda r: fmt(r.get("after", {}).get("goal_dist_m"), 3)  # noqa: E731
     if by["0"]:
         L += ["## Tier 0 — pixel BC ceiling", "",
               f"bc_conv (robot_stack.policies.bc_conv: the demo's policy, MSE + gripper BCE, lr 3e-4) on "
               f"{S['t0_demos']} scripted demos of `{TIER1B_TASK}`, front + wrist at {S['t0_px']} px, "
               f"{S['t0_steps']} updates of batch 64. Goal ≥ 60 %.", ""]
-        L += table(by["0"], [lambda r: r["method"], lambda r: str(r["seed"]),
-                             lambda r: frac(r.get("after")) if ok(r) else "error",
-                             lambda r: fmt(r.get("after", {}).get("goal_dist_m"), 3),
+        L += table(by["0"], [*head, dist,
                              lambda r: fmt(r.get("train_s"), 0), lambda r: fmt(r["wall_s"], 0)],
                    ["method", "seed", "success", "goal dist (m)", "train (s)", "wall (s)"])
         L += ["", f"Mean success: {fmt(mean_rate(by['0']))}.", ""]
+    if by["1s"]:
+        L += ["## Tier 1 sanity ceiling — state-mode BC on plenty of demos", "",
+              f"bc_actor (state mode, the Tier 1 network) on {S['t1s_demos']} scripted demos of `{TIER1B_TASK}`, "
+              f"{S['t1s_steps']} updates: what this observation, network and action interface can reach by "
+              "imitation; the Tier 1 RL rows are read against it.", ""]
+        L += table(by["1s"], [*head, dist,
+                              lambda r: fmt(r.get("diagnostics", {}).get("actor/bc_mse"), 4),
+                              lambda r: fmt(r.get("diagnostics", {}).get("actor/bc_gripper_acc"), 3),
+                              lambda r: fmt(r.get("train_s"), 0)],
+                   ["method", "seed", "success", "goal dist (m)", "BC MSE (normalised)", "gripper acc", "train (s)"])
+        L += ["", f"Mean success: {fmt(mean_rate(by['1s']))}.", ""]
     if by["1a"]:
         L += ["## Tier 1a — PTR vs BC vs CQL from scratch, held-out task, 10 demos (state mode)", "",
               f"Prior: {S['t1a_prior_per_task']} episodes of each non-held-out task (30 % failures); target: "
@@ -372,13 +409,13 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
               f"actions, reward −1/0) for {S['t1a_ptr_steps']} updates, 100 % prior until {S['t1a_switch']} then "
               f"90/10; CQL = cql.yaml on the 10 demos for {S['t1a_scratch_steps']}; BC = bc_actor on the 10 demos "
               f"for {S['t1a_bc_steps']}. Goal: PTR ≥ BC + 20 points.", ""]
-        L += table(by["1a"], [lambda r: r["method"], lambda r: str(r["seed"]),
-                              lambda r: frac(r.get("after")) if ok(r) else "error",
-                              lambda r: fmt(r.get("after", {}).get("goal_dist_m"), 3),
+        L += table(by["1a"], [*head, dist,
+                              lambda r: frac(r.get("prior_task_control")),
                               lambda r: fmt(r.get("diagnostics", {}).get("critic/q_data")),
                               lambda r: fmt(r.get("diagnostics", {}).get("actor/alpha"), 3),
                               lambda r: str(r.get("updates", "–")), lambda r: fmt(r.get("train_s"), 0)],
-                   ["method", "seed", "success", "goal dist (m)", "Q(s,a_data)", "α", "updates", "train (s)"])
+                   ["method", "seed", "success (held-out)", "goal dist (m)", f"control: on prior `{TIER1B_TASK}`",
+                    "Q(s,a_data)", "α", "updates", "train (s)"])
         means = {m: mean_rate([r for r in by["1a"] if r["method"] == m]) for m in METHODS["1a"]}
         L += ["", "Mean success: " + ", ".join(f"{m} {fmt(v)}" for m, v in means.items())
               + f". PTR − BC = {fmt(100 * (means['ptr'] - means['bc']), 0)} points.", ""]
@@ -391,23 +428,27 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
               "50/50 offline/online batches.", "",
               "**Validity gate**: Cal-QL's bound (Q(s, π) clipped to the MC return) must be active on ≥ 20 % of "
               "policy actions at the end of offline; otherwise Cal-QL ≈ CQL by construction and the comparison is "
-              "VOID.", ""]
+              "VOID. Rows `method@N` are the same recipe with N offline updates (an earlier, shorter run).", ""]
         L += table(by["1b"], [lambda r: r["method"], lambda r: str(r["seed"]),
+                              lambda r: (f"{r['data']['successes']}/{r['data']['episodes']}" if ok(r) else "–"),
                               lambda r: frac(r.get("before")), lambda r: frac(r.get("after")) if ok(r) else "error",
                               lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
                               lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/bound_rate")),
                               lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/q_data")),
+                              lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/q_pi_current")),
+                              lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/q_rand")),
                               lambda r: fmt(r.get("offline_diagnostics", {}).get("critic/mc_return")),
                               lambda r: str(r.get("updates", "–")), lambda r: fmt(r["wall_s"], 0)],
-                   ["method", "seed", "before online", "after online", "curve (every "
+                   ["method", "seed", "offline data (successes/episodes)", "before online", "after online",
+                    "curve (every "
                     f"{S['t1b_eval_every_rounds'] * S['t1b_episodes_per_round']} ep)", "bound rate", "Q(s,a_data)",
-                    "MC return", "updates", "wall (s)"])
+                    "Q(s,π)", "Q(s,a_rand)", "MC return", "updates", "wall (s)"])
         rates = [r.get("offline_diagnostics", {}).get("critic/bound_rate") for r in by["1b"]
                  if r["method"] == "calql" and ok(r)]
         gate = bool(rates) and all(x is not None and x >= 0.2 for x in rates)
         L += ["", f"Validity gate: Cal-QL bound rate at the end of offline {', '.join(fmt(x) for x in rates)} → "
               f"**{'PASSED' if gate else 'VOID'}**.", ""]
-        for m in METHODS["1b"]:
+        for m in dict.fromkeys(r["method"] for r in by["1b"]):
             rows = [r for r in by["1b"] if r["method"] == m]
             L.append(f"- {m}: before online {fmt(mean_rate(rows, 'before'))}, after {fmt(mean_rate(rows))} "
                      f"(mean over seeds).")
@@ -417,8 +458,7 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
               f"rlpd_state.yaml: {S['t1c_demos']} scripted demos as the prior half of every batch, no offline "
               f"updates, {S['t1c_rounds']} rounds of {S['t1c_episodes_per_round']} online episodes, one RLPD update "
               "(4 critic minibatches + 1 actor step) per new transition. Goal ≥ 80 %.", ""]
-        L += table(by["1c"], [lambda r: r["method"], lambda r: str(r["seed"]),
-                              lambda r: frac(r.get("after")) if ok(r) else "error",
+        L += table(by["1c"], [*head,
                               lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
                               lambda r: ", ".join(str(x) for x in r.get("collected_successes", [])),
                               lambda r: fmt(r.get("online_diagnostics", {}).get("actor/alpha"), 3),
@@ -458,7 +498,7 @@ def main() -> None:
     if not args.report_only:
         specs = args.only or [f"{t}:{m}:{s}" for t in args.tiers.split(",") for m in METHODS[t] for s in args.seeds]
         # Longest first, so the two processes finish together.
-        order = {"1b": 0, "0": 1, "1a": 2, "1c": 3}
+        order = {"1b": 0, "0": 1, "1a": 2, "1c": 3, "1s": 4}
         specs.sort(key=lambda s: order.get(s.split(":")[0], 9))
         log(f"{len(specs)} cells, {args.jobs} at a time, results in {cells_dir}")
         running: list[tuple[str, subprocess.Popen]] = []
@@ -484,8 +524,12 @@ def main() -> None:
     md = report(cells, command, wall)
     if has_plot:
         md += f"\n![learning curves]({stem}.png)\n"
+    findings = args.out / "learning_findings.md"     # the hand-written reading of these numbers, kept beside them
+    if not args.quick and findings.is_file():
+        md += "\n" + findings.read_text()
     (args.out / f"{stem}.md").write_text(md)
-    rows = [{k: c.get(k) for k in ("tier", "method", "seed", "status", "task", "before", "after", "curve",
+    rows = [{k: c.get(k) for k in ("tier", "method", "seed", "status", "task", "before", "after",
+                                   "prior_task_control", "curve",
                                    "online_episodes", "updates", "train_s", "wall_s", "offline_diagnostics",
                                    "online_diagnostics", "diagnostics", "data", "error") if k in c} for c in cells]
     (args.out / f"{stem}.json").write_text(json.dumps({"command": command, "sizes": sizes(args.quick),

@@ -66,6 +66,9 @@ class ActorCriticConfig(PolicyConfig):
     num_qs: int = 2                             # twin critics (PTR num_qs=2); >2 = ensemble, min over heads
     use_state: bool = False                     # PTR only_pixels=True: proprio not fed
     use_environment_state: bool = False         # feed observation.environment_state (privileged object state)
+    # State mode's augmentation (the analogue of crop + jitter): Gaussian noise of this std on the standardised
+    # state / environment state while training. 0 = off.
+    low_dim_noise_std: float = 0.0
     critic_layer_norm: bool = False             # LayerNorm in the critic MLP (RLPD / SERL)
     gripper_loss_weight: float = 1.0            # BC: MSE(arm dims) + w·BCE(gripper), as bc_conv
     discrete_gripper: bool = True               # RL: the gripper a Bernoulli decision (see sample_from)
@@ -307,6 +310,10 @@ class ActorCriticPolicy(Policy):
         env_state = None
         if self.config.use_environment_state:
             env_state = (batch[prefix + ENV_STATE_KEY].float() - self._norm_env_state_mean) / self._norm_env_state_std
+        if self.training and self.config.low_dim_noise_std > 0:
+            state = state + self.config.low_dim_noise_std * torch.randn_like(state)
+            if env_state is not None:
+                env_state = env_state + self.config.low_dim_noise_std * torch.randn_like(env_state)
         cond = None
         if self.task_embeddings.numel() > 0:
             idx = batch.get("task_index")

@@ -99,3 +99,53 @@ def test_text_encoders(tmp_path):
     torch.testing.assert_close(out[0], (table[1] + table[2] + table[4]) / 3)
     with pytest.raises(FileNotFoundError):
         make_text_encoder({"name": "hf_local", "path": str(tmp_path / "missing")})
+
+
+def _state_policy(noise: float = 0.0):
+    from robot_stack.policies.normalizer import Normalizer, ee_delta_bounds
+    from robot_stack.types import ENV_STATE_KEY
+
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-0.04, 0.04, (100, 7))
+    actions[:, 6] = rng.integers(0, 2, 100)
+    norm = Normalizer.fit(actions, rng.normal(size=(100, 14)), env_states=rng.normal(size=(100, 16)),
+                          action_bounds=ee_delta_bounds(0.05, 0.25))
+    cfg = {"arch": "none", "cameras": [], "use_state": True, "use_environment_state": True, "latent_dim": 16,
+           "actor_hidden_dims": [16], "critic_hidden_dims": [16], "low_dim_noise_std": noise}
+    torch.manual_seed(0)
+    policy = make_policy("actor_critic", cfg, norm)
+    obs = {"observation.state": rng.normal(size=14).astype(np.float32),
+           ENV_STATE_KEY: rng.normal(size=16).astype(np.float32)}
+    return policy, obs
+
+
+def test_state_mode_discrete_gripper_and_low_dim_noise():
+    policy, obs = _state_policy(noise=0.5)
+    assert "observation.environment_state" in policy.observation_keys()
+    a = policy.select_action(obs)
+    assert a.shape == (7,) and a[6] in (0.0, 1.0) and np.all(np.abs(a[:3]) <= 0.05 + 1e-6)
+    samples = policy.sample_actions(obs, 64)
+    assert set(np.unique(samples[:, 6])) <= {0.0, 1.0}         # a decision, never a fractional gripper
+    batch = {k: torch.as_tensor(v).unsqueeze(0).repeat(4, 1) for k, v in obs.items()}
+    policy.eval()
+    o1, o2 = policy.prepare_obs(batch), policy.prepare_obs(batch)
+    assert torch.equal(o1["state"], o2["state"])                # evaluation: no noise
+    policy.train()
+    o3 = policy.prepare_obs(batch)
+    assert not torch.allclose(o3["state"], o1["state"]) and not torch.allclose(o3["env_state"], o1["env_state"])
+    # The actor objective takes the exact expectation over the two gripper decisions.
+    mean, log_std = policy.actor_dist(o1)
+    loss, logp, q = policy.actor_objective(o1, mean, log_std, torch.tensor(0.1), policy.critic_latent(o1).detach())
+    assert loss.shape == logp.shape == q.shape == (4,) and torch.isfinite(loss).all()
+    loss.mean().backward()
+    assert policy.actor_mean.weight.grad is not None
+
+
+def test_state_mode_refuses_inconsistent_configs():
+    from robot_stack.policies.normalizer import Normalizer
+
+    norm = Normalizer.fit(np.zeros((4, 7)), np.zeros((4, 14)))
+    with pytest.raises(ValueError, match="reads no cameras"):
+        make_policy("actor_critic", {"arch": "none", "cameras": ["front"], "use_state": True}, norm)
+    with pytest.raises(ValueError, match="low-dimensional input"):
+        make_policy("actor_critic", {"arch": "none", "cameras": []}, norm)
