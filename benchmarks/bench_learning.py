@@ -336,19 +336,27 @@ def plot(cells: list[dict], path: Path) -> bool:
     if not online:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    colors = {"calql": "C0", "cql": "C1", "rlpd": "C2"}
     for ax, tier, title in ((axes[0], "1b", "Tier 1b: offline → online (mixed data)"),
                             (axes[1], "1c", "Tier 1c: RLPD from 20 demos")):
-        for c in sorted((c for c in online if c["tier"] == tier), key=lambda c: (c["method"], c["seed"])):
-            xs = [p["online_episodes"] for p in c["curve"]]
-            ys = [p["success_rate"] for p in c["curve"]]
-            ax.plot(xs, ys, marker="o", label=f"{c['method']} seed {c['seed']}",
-                    color={"calql": "C0", "cql": "C1", "rlpd": "C2"}.get(c["method"], "C3"),
-                    alpha=0.4 + 0.2 * c["seed"] % 1)
+        # The current recipes only (variants such as calql@5000 or [env-only] are in the tables): each seed thin,
+        # the mean over seeds thick.
+        rows = [c for c in online if c["tier"] == tier and "@" not in c["method"] and "[" not in c["method"]]
+        for method in sorted({c["method"] for c in rows}):
+            runs = [c for c in rows if c["method"] == method]
+            color = colors.get(method, "C3")
+            for c in runs:
+                ax.plot([p["online_episodes"] for p in c["curve"]], [p["success_rate"] for p in c["curve"]],
+                        color=color, alpha=0.3, linewidth=1)
+            n = min(len(c["curve"]) for c in runs)
+            ax.plot([p["online_episodes"] for p in runs[0]["curve"][:n]],
+                    [float(np.mean([c["curve"][i]["success_rate"] for c in runs])) for i in range(n)],
+                    color=color, linewidth=2.5, marker="o", label=f"{method} (mean of {len(runs)} seeds)")
         ax.set_title(title)
         ax.set_xlabel("online episodes")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel(f"success rate (deterministic, seeded resets from {EVAL_SEED})")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("success rate (deterministic eval)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -494,6 +502,11 @@ def main() -> None:
         run_cell(args.cell, args.quick, cells_dir)
         return
     command = "python benchmarks/bench_learning.py " + " ".join(sys.argv[1:])
+    stem = "learning_quick" if args.quick else "learning"
+    previous = args.out / f"{stem}.json"
+    if args.report_only and previous.is_file():   # keep naming the run that produced the cells
+        command = json.loads(previous.read_text()).get("command", command).split(" (report")[0] + \
+            " (report rebuilt with --report-only)"
     t0 = time.perf_counter()
     if not args.report_only:
         specs = args.only or [f"{t}:{m}:{s}" for t in args.tiers.split(",") for m in METHODS[t] for s in args.seeds]
@@ -519,7 +532,6 @@ def main() -> None:
     cells = load_cells(cells_dir)
     wall = None if args.report_only else time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "learning_quick" if args.quick else "learning"
     has_plot = plot(cells, args.out / f"{stem}.png")
     md = report(cells, command, wall)
     if has_plot:
