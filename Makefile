@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml scripts/install_system_deps.sh
 	@echo "[setup] installing torch==2.13.0 (CPU) first so nothing pulls the CUDA build"
 	@$(PIP) --upgrade pip
 	@$(PIP) torch==2.13.0
-	@echo "[setup] installing robot_stack with the learn, sim, ros and dev extras"
+	@echo "[setup] installing robot_stack with the learn, sim, ros, formats, dev and bench extras"
 	@$(PIP) -e '.[all]'
 	@# gym-hil ships MuJoCo Menagerie's Franka Panda MJCF + meshes (used by the sim Panda). Its own pins
 	@# (mujoco<3.9, gymnasium, pygame, ...) would downgrade MuJoCo 4, so only the assets are installed.
