@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_stack.learn.evaluate import PolicyActor, rollout
+from robot_stack.types import ENV_STATE_KEY
 
 
 @dataclass
@@ -61,7 +62,8 @@ def run_online(svc: Any, sim: Any, task: str, store_path: str | Path, rounds: in
             ok = 0
             for _ in range(episodes_per_round):
                 ep_seed = 10_000_000 + seed * 100_003 + episodes
-                res, cols = rollout(sim, actor, task, ep_seed, record=True)
+                # Record every column the store has (object state too when the store keeps it, whatever the actor reads).
+                res, cols = rollout(sim, actor, task, ep_seed, record=True, environment_state=ENV_STATE_KEY in keys)
                 cols = {k: v for k, v in cols.items() if k in keys}
                 writer.append_episode(cols, EpisodeMeta(task=sim.language, source=source, phase="forward",
                                                         success=res.success, policy_version=str(svc.version),
