@@ -111,3 +111,15 @@ def test_torch_loader_workers(store):
         assert b["action"].shape == (16, 3, 7) and b["action"].dtype == torch.float32
         assert len(b["task"]) == 16
     del it, dl
+
+
+def test_failed_trajectory_mc_return_matches_the_learner():
+    """F12: the sampler's return-to-go is the learner's (robot_stack.store.returns), including Cal-QL's rule that a
+    trajectory of only failure rewards is worth r_neg / (1 − γ) at every step."""
+    from robot_stack.store.sampler import _Episode
+
+    failed = np.full(4, -1.0)
+    np.testing.assert_allclose(_Episode({}, failed, False, "t", 0.5, failure_reward=-1.0).rtg, [-2.0] * 4)
+    np.testing.assert_allclose(_Episode({}, failed, False, "t", 0.5).rtg, [-1.875, -1.75, -1.5, -1.0])
+    ok = np.array([-1.0, -1.0, 0.0])   # reached success: the finite discounted sum, rule not applied
+    np.testing.assert_allclose(_Episode({}, ok, True, "t", 0.5, failure_reward=-1.0).rtg, [-1.5, -1.0, 0.0])
