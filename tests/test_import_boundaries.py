@@ -20,3 +20,11 @@ def test_import_robot_stack_pulls_nothing_heavy():
             "heavy = [m for m in ('torch', 'rclpy', 'mujoco', 'cv2') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_learner_services_do_not_import_their_registry():
+    # The registry (learn/services.py) builds the services lazily; the services take their shared thread control
+    # from learn/background.py, so there is no services <-> bc / rl_service import circle (issue 14).
+    for name in ("bc.py", "rl_service.py", "background.py"):
+        text = (ROOT / "learn" / name).read_text()
+        assert "robot_stack.learn.services" not in text, f"learn/{name} imports the service registry"

@@ -218,7 +218,8 @@ def _status_line(line: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] in ("-h", "--help", "help"):
+    # `calibrate <what> --help` too: the sub-commands' arguments are key=value, so the flag is never an override.
+    if argv and (argv[0] in ("-h", "--help", "help") or any(a in ("-h", "--help") for a in argv[1:])):
         print(USAGE)
         return 0
     cmd, own, board, overrides = parse_args(argv)

@@ -10,6 +10,8 @@
     robot-stack cameras list              connected RealSense serials and V4L2 devices
     robot-stack store <command> ...       inspect/curate a trajectory store (robot-stack store --help)
     robot-stack learn learner=calql store=... [overrides]   offline pre-training + online fine-tuning (no ROS)
+
+`robot-stack <command> --help` explains each command, its config groups and examples.
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in COMMANDS:
         print(f"unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
         return 2
+    from robot_stack.cli.help import has_help, help_text, wants_help
+
+    if has_help(cmd) and wants_help(rest):   # key=value commands: hydra would reject the flag as an override
+        print(help_text(cmd))
+        return 0
     module, _, func = COMMANDS[cmd].partition(":")
     run = getattr(importlib.import_module(module), func or "main")
     from robot_stack.errors import operator_errors

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from robot_stack.inference.manifest import PolicyUpdate, make_update
+from robot_stack.learn.background import BackgroundService
 from robot_stack.learn.dataset import FrameDataset, eligible_episodes
-from robot_stack.learn.services import BackgroundService
 from robot_stack.policies.base import Policy, PolicyConfig, dataclass_from_dict, make_policy, policy_class
 from robot_stack.policies.checkpoint import (
     PolicySchema,

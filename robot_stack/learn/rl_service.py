@@ -31,10 +31,10 @@ import torch
 
 from robot_stack.algos.base import Algorithm, algo_class, make_algo
 from robot_stack.inference.manifest import PolicyUpdate, make_update
+from robot_stack.learn.background import BackgroundService
 from robot_stack.learn.mixing import PriorTargetSchedule, offline_online_ratio
 from robot_stack.learn.prefetch import prefetch
 from robot_stack.learn.rl_dataset import RewardConfig, TransitionDataset, mixed_sample
-from robot_stack.learn.services import BackgroundService
 from robot_stack.policies.base import Policy, dataclass_from_dict, make_policy, policy_class
 from robot_stack.policies.checkpoint import (
     PolicySchema,

@@ -10,65 +10,15 @@ robot_stack.algos.base.ALGOS builds the RLLearnerService.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from omegaconf import OmegaConf
 
+from robot_stack.learn.background import BackgroundService  # noqa: F401  (re-exported)
 from robot_stack.registry import Registry
 
 log = logging.getLogger(__name__)
-
-
-class BackgroundService:
-    """What every learner service shares: thread control (`run()` blocks; `start()` runs it in a daemon thread
-    so a ROS node's executor keeps spinning; `stop()` asks the loop to end after its current step), waiting for
-    the store to exist, and announcing checkpoints. Subclasses set `store_path`, `cfg.poll_interval_s`,
-    `announce` (callback or None) and `updates` (list)."""
-
-    _thread_name = "learner"
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def run(self):  # pragma: no cover - every service implements its loop
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
-
-    def start(self) -> threading.Thread:
-        self._thread = threading.Thread(target=self.run, name=self._thread_name, daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def join(self, timeout_s: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _announce(self, update) -> None:
-        self.updates.append(update)
-        log.info("announcing policy %s v%d at %s", update.policy_type, update.version, update.path)
-        if self.announce is not None:
-            self.announce(update)
-
-    def _open_store(self):
-        """Open the store read-only, waiting for the recorder to create it; None if stopped first."""
-        from robot_stack.store import StoreError, TrajectoryStore
-
-        while True:
-            try:
-                return TrajectoryStore.open(self.store_path, mode="r")
-            except StoreError as e:
-                log.info("waiting for store %s (%s)", self.store_path, e)
-            if self._stop.wait(self.cfg.poll_interval_s):
-                return None
 
 
 ServiceBuilder = Callable[[Any, Callable | None, Callable | None], Any]

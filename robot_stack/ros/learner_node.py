@@ -6,6 +6,8 @@ Usage: python -m robot_stack.ros.learner_node store=... checkpoints=... [learner
 
 from __future__ import annotations
 
+import json
+
 from rclpy.node import Node
 from std_msgs.msg import String
 
@@ -20,6 +22,18 @@ class LearnerNode(Node):
         self.pub_status = self.create_publisher(String, "learner/status", STATUS)
         self.service = service_factory(self._announce, self._progress)
         self.service.start()
+        self._death_reported = False
+        self.create_timer(1.0, self._watch)
+
+    def _watch(self) -> None:
+        # A dead learner thread is reported on learner/status every second (and logged once), never silent.
+        if self.service.error is None:
+            return
+        if not self._death_reported:
+            self.get_logger().error(f"learner thread died: {self.service.error}; the rig keeps running the "
+                                    "current policy; restart the learner to resume from its last checkpoint")
+            self._death_reported = True
+        self.pub_status.publish(String(data=json.dumps({"state": "failed", "error": self.service.error})))
 
     def _announce(self, update) -> None:
         # Called from the learner thread; rclpy publishers may be used from any thread.
