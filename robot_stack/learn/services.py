@@ -15,7 +15,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from robot_stack.learn.background import BackgroundService  # noqa: F401  (re-exported)
 from robot_stack.registry import Registry
 
 log = logging.getLogger(__name__)
