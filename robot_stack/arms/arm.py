@@ -1,7 +1,8 @@
 """The `Arm` hardware role: one small ABC that every driver (sim, WidowX, Franka) implements.
 
-The safety layer (workspace box, delta clamp, watchdog, e-stop) is NOT in the drivers: it lives in
-`robot_stack.arms.controller.ArmController`, which wraps any `Arm`, so every robot gets the same checks.
+The command-level safety layer (workspace box, delta clamp, watchdog, e-stop) lives in
+`robot_stack.arms.controller.ArmController`, which wraps any `Arm`, so every robot gets the same checks; each
+driver then checks the joint command its IK produced against the same limits (see `Arm`).
 """
 
 from __future__ import annotations
@@ -37,10 +38,26 @@ class ArmState:
 
 
 class Arm(abc.ABC):
-    """A robot arm that takes actions in one action space and reports its state."""
+    """A robot arm that takes actions in one action space and reports its state.
+
+    The controller hands every driver the rig's limits (`set_safety`) before the first command: each driver
+    checks the motion it is about to command against them after its own IK (`safety.limit_joint_command`,
+    or `safety.limit_pose_step` for an impedance reference), because a clamp on the target alone does not
+    bound what IK makes the arm do.
+    """
 
     name: str = ""
     action_space: str = "ee_delta"
+    safety = None  # SafetyConfig, set by ArmController
+
+    def set_safety(self, safety) -> None:
+        self.safety = safety
+
+    def require_safety(self):
+        if self.safety is None:
+            raise RuntimeError(f"{self.name or type(self).__name__} has no safety limits: drive it through "
+                               "robot_stack.arms.controller.ArmController (which calls arm.set_safety)")
+        return self.safety
 
     @property
     @abc.abstractmethod

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 
 from robot_stack.arms.arm import ARMS, Arm, ArmState
-from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX
+from robot_stack.arms.safety import limit_joint_command
+from robot_stack.types import GRIPPER_INDEX
+
+log = logging.getLogger(__name__)
 
 
 @ARMS.register("sim")
 class SimArm(Arm):
-    """Drives a `robot_stack.sim.TabletopSim` (shared with the sim cameras in one process)."""
+    """Drives a `robot_stack.sim.TabletopSim` (shared with the sim cameras in one process).
+
+    Like the real drivers, the joint command the sim's IK plans is checked against the limits before it is
+    sent (`limit_joint_command`: FK of the command vs the MEASURED pose, per-joint step bound).
+    """
 
     name = "sim"
     action_space = "ee_delta"
@@ -20,6 +28,8 @@ class SimArm(Arm):
     def __init__(self, sim):
         self.sim = sim
         self._gripper_cmd = 1.0  # hold keeps the last commanded gripper (dropping a held cube is not "holding")
+        self.last_check = None  # the last JointCheck (tests and the safety benchmark read it)
+        self.n_scaled = 0
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -35,13 +45,27 @@ class SimArm(Arm):
         )
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
-        self._gripper_cmd = float(action[GRIPPER_INDEX])
-        return np.asarray(self.sim.apply_ee_delta(np.asarray(action, dtype=np.float64)), dtype=np.float32)
+        a = np.asarray(action, dtype=np.float64)
+        self._gripper_cmd = float(a[GRIPPER_INDEX])
+        q_plan = self.sim.plan_ee_delta(a)
+        check = limit_joint_command(self.sim.joint_positions(), q_plan, self.sim.fk, self.require_safety())
+        self.last_check = check
+        if check.scale < 1.0:
+            self.n_scaled += 1
+            if self.n_scaled == 1 or self.n_scaled % 50 == 0:
+                log.warning("joint command scaled to %.2f of the plan (%s); %d so far", check.scale, check.reason,
+                            self.n_scaled)
+        return np.asarray(self.sim.command_joints(check.q_rad, self._gripper_cmd), dtype=np.float32)
 
     def hold(self) -> None:
-        still = np.zeros(EE_DELTA_DIM)
-        still[GRIPPER_INDEX] = self._gripper_cmd
-        self.sim.apply_ee_delta(still)
+        # Re-command the last joint command (no IK: the sim's own target clipping would move an arm that is
+        # outside the box), checked like any command.
+        q = self.sim.commanded_joints()
+        if self.safety is not None:
+            check = limit_joint_command(self.sim.joint_positions(), q, self.sim.fk, self.safety)
+            self.last_check = check
+            q = check.q_rad
+        self.sim.command_joints(q, self._gripper_cmd)
 
     def reset_gripper_command(self) -> None:
         """After a sim reset the gripper starts open."""

@@ -34,6 +34,7 @@ class ArmNode(Node):
         self.create_subscription(JointState, "action", self._on_action, COMMAND)
         self.create_subscription(Bool, "estop", self._on_estop_topic, LATCHED)
         self.create_service(SetBool, "estop", self._on_estop_srv)
+        self.create_service(SetBool, "arm/enable", self._on_enable_srv)
         self.state_listeners = []  # in-process listeners (the sim expert) called after each new state
         self.create_timer(1.0 / control_hz, self._tick)
         self._last_reject_log_ns = 0
@@ -73,13 +74,28 @@ class ArmNode(Node):
                                                  "last_rejection": c.last_rejection}))
 
     def _on_estop_topic(self, msg: Bool) -> None:
-        if bool(msg.data) != self.controller.estopped:
-            self.controller.set_estop(bool(msg.data), "e-stop topic")
+        # The topic can only ENGAGE: any node or button may stop the arm, but a stray Bool(false) from any
+        # host on the domain must not release it. Release is the service (below), logged.
+        if bool(msg.data) and not self.controller.estopped:
+            self.controller.set_estop(True, "e-stop topic", caller="estop topic")
             self._publish_status(self.controller.reason)
+        elif not msg.data and self.controller.estopped:
+            self.get_logger().warning("ignored Bool(false) on the estop topic: release only through the estop "
+                                      "service (std_srvs/SetBool data=false)")
 
     def _on_estop_srv(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
-        self.controller.set_estop(bool(req.data), "e-stop service")
-        self.pub_estop.publish(Bool(data=bool(req.data)))  # latched, so late joiners see the stop too
+        engage = bool(req.data)
+        self.controller.set_estop(engage, "e-stop service", caller="estop service")
+        self.pub_estop.publish(Bool(data=engage))  # latched, so late joiners see the stop too
+        (self.get_logger().warning if engage else self.get_logger().info)(
+            f"e-stop {'engaged' if engage else 'RELEASED'} through the estop service")
+        self._publish_status(self.controller.reason)
+        resp.success, resp.message = True, self.controller.status
+        return resp
+
+    def _on_enable_srv(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        self.controller.set_enabled(bool(req.data), caller="arm/enable service")
+        self.get_logger().warning(f"arm {'enabled' if req.data else 'disabled'} through arm/enable")
         self._publish_status(self.controller.reason)
         resp.success, resp.message = True, self.controller.status
         return resp

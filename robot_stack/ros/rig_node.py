@@ -20,6 +20,11 @@ from std_srvs.srv import Trigger
 from robot_stack.ros.qos import LATCHED
 
 
+# Limits a site calibrates for its own rig (calibration/<rig>/arm.yaml) on top of the rig config's `safety:`.
+SITE_SAFETY_KEYS = ("workspace_min_m", "workspace_max_m", "max_joint_step_rad", "orientation_reference_rpy_rad",
+                    "orientation_limits_rad")
+
+
 def site_settings(rig) -> tuple[dict, dict[str, dict], dict]:
     """(arm settings, camera settings per name, safety) = rig config with calibration/<rig>/*.yaml on top."""
     arm, cams, safety, _ = _site(rig)
@@ -35,10 +40,10 @@ def _site(rig) -> tuple[dict, dict[str, dict], dict, dict[str, dict]]:
     calib_dir, max_age = str(rig.calibration_dir), float(rig.get("calibration_max_age_days", 30))
     arm_site = load_device(calib_dir, "arm", max_age)
     safety = OmegaConf.to_container(rig.safety, resolve=True)
-    for k in ("workspace_min_m", "workspace_max_m"):
+    for k in SITE_SAFETY_KEYS:
         if arm_site.get(k) is not None:
             safety[k] = arm_site[k]
-    skip = {"date", "residuals", "_path", "workspace_min_m", "workspace_max_m"}
+    skip = {"date", "residuals", "_path", *SITE_SAFETY_KEYS}
     arm = {**OmegaConf.to_container(rig.get("arm") or {}, resolve=True),
            **{k: v for k, v in arm_site.items() if k not in skip}}
     cams, intrinsics = {}, {}
@@ -114,7 +119,8 @@ def build(cfg):
     cameras = {name: make_camera(name, s) for name, s in cam_settings.items()}
     for cam in cameras.values():
         cam.connect()
-    controller = ArmController(arm, SafetyConfig.from_mapping(safety))
+    controller = ArmController(arm, SafetyConfig.from_mapping(safety),
+                               start_enabled=bool(rig.get("start_enabled", True)))
     arm_node = ArmNode(controller, float(rig.control_hz), base_frame=f"{rig.robot}/base_link", namespace=ns)
     camera_node = CameraNode(cameras, {n: float(s["fps_hz"]) for n, s in cam_settings.items()}, namespace=ns,
                              intrinsics=intrinsics)

@@ -97,6 +97,8 @@ class SimControlNode(Node):
 
 
 def build(cfg):
+    from omegaconf import OmegaConf
+
     from robot_stack.arms.controller import ArmController
     from robot_stack.arms.safety import SafetyConfig
     from robot_stack.arms.sim_arm import SimArm
@@ -119,7 +121,8 @@ def build(cfg):
                          f"{len(sim.joint_names)} joints; fix rig.n_joints (the store schema depends on it)")
     sim.reset(seed=int(cfg.seed))
     arm = SimArm(sim)
-    controller = ArmController(arm, SafetyConfig.from_mapping(rig.safety))
+    controller = ArmController(arm, SafetyConfig.from_mapping(OmegaConf.to_container(rig.safety, resolve=True)),
+                               start_enabled=bool(rig.get("start_enabled", True)))
     ns = str(rig.namespace)
     arm_node = ArmNode(controller, float(rig.control_hz), base_frame=f"{rig.robot}/base_link", namespace=ns)
     cameras = {name: SimCamera(sim, name, int(c.height), int(c.width)) for name, c in cams.items()}

@@ -231,6 +231,31 @@ class TabletopSim:
         self._q_cmd_rad = self._home_q_rad.copy()
         self._target_pos_m, self._target_mat = self._fk(self._q_cmd_rad)
 
+    def arm_in_contact(self) -> bool:
+        """Whether any arm or gripper geom touches something (the table, an object): the measured pose then
+        also answers to contact forces, not only to the command (the safety meter reports such steps apart)."""
+        m, d = self.model, self.data
+        root = m.body_rootid[m.site_bodyid[self._ee_site]]
+        for i in range(d.ncon):
+            c = d.contact[i]
+            arm1 = m.body_rootid[m.geom_bodyid[c.geom1]] == root
+            arm2 = m.body_rootid[m.geom_bodyid[c.geom2]] == root
+            if arm1 != arm2:  # the arm touches something else (self-contacts inside the gripper do not count)
+                return True
+        return False
+
+    def place_arm(self, q_rad: np.ndarray) -> None:
+        """Put the arm at joints q (n_joints,) at rest, as a person moving it by hand would (tests of the safety
+        layer: a start outside the box, a singular wrist). The objects stay where they are."""
+        m, d = self.model, self.data
+        q = np.clip(np.asarray(q_rad, dtype=np.float64), self._arm_lo_rad, self._arm_hi_rad)
+        d.qpos[self._arm_qadr] = q
+        d.qvel[self._arm_dofadr] = 0.0
+        d.ctrl[self._arm_act] = q
+        mujoco.mj_forward(m, d)
+        self._q_cmd_rad = q.copy()
+        self._target_pos_m, self._target_mat = self._fk(q)
+
     def _randomize(self) -> None:
         """Colours, light, camera pose and distractors from the sim's generator (after the layout draw)."""
         m, cfg, rng = self.model, self.config, self._rng
@@ -289,13 +314,18 @@ class TabletopSim:
         action: (7,) [dx, dy, dz (m), droll, dpitch, dyaw (rad, extrinsic about the base axes), gripper in
         [0, 1], 1 = open]. Returns float32 (7,): the target-pose delta after workspace clipping and IK
         (joint limits), as roll/pitch/yaw, and the clipped gripper command.
+        = `command_joints(plan_ee_delta(action), action[6])`; the rig's SimArm checks the plan in between.
         """
+        a = np.asarray(action, dtype=np.float64)
+        return self.command_joints(self.plan_ee_delta(a), float(a[GRIPPER_INDEX]))
+
+    def plan_ee_delta(self, action: np.ndarray) -> np.ndarray:
+        """The joint command (n_joints,) one ee_delta step would send (IK + servo speed limit); changes nothing."""
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (EE_DELTA_DIM,) or not np.all(np.isfinite(a)):
             raise ValueError(f"ee_delta action must be {EE_DELTA_DIM} finite floats, got shape {a.shape}: {a}")
-        old_pos_m, old_mat = self._target_pos_m, self._target_mat
-        want_pos_m = np.clip(old_pos_m + a[:3], self._workspace_min_m, self._workspace_max_m)
-        want_mat = rotations.rpy_to_mat(a[3:6]) @ old_mat
+        want_pos_m = np.clip(self._target_pos_m + a[:3], self._workspace_min_m, self._workspace_max_m)
+        want_mat = rotations.rpy_to_mat(a[3:6]) @ self._target_mat
         q_new, pos_err_m, rot_err_rad = self._solve_ik(want_pos_m, want_mat, self._q_cmd_rad)
         if pos_err_m > 1e-3 or rot_err_rad > 1e-2:
             log.debug("IK did not reach the target (%.4f m, %.4f rad off); commanding the nearest pose",
@@ -305,8 +335,14 @@ class TabletopSim:
         worst = float(np.max(np.abs(dq) / self._max_joint_step_rad))
         if worst > 1.0:
             q_new = self._q_cmd_rad + dq / worst
+        return q_new
+
+    def command_joints(self, q_new_rad: np.ndarray, gripper: float) -> np.ndarray:
+        """Send one joint command (n_joints,) + gripper for one control step; return the executed ee_delta (7,)."""
+        q_new = np.clip(np.asarray(q_new_rad, dtype=np.float64), self._arm_lo_rad, self._arm_hi_rad)
+        old_pos_m, old_mat = self._target_pos_m, self._target_mat
         self._target_pos_m, self._target_mat = self._fk(q_new)
-        gripper = float(np.clip(a[GRIPPER_INDEX], 0.0, 1.0))
+        gripper = float(np.clip(gripper, 0.0, 1.0))
         self._step_physics(self._q_cmd_rad, q_new, gripper)
         self._q_cmd_rad = q_new
         executed = np.empty(EE_DELTA_DIM, dtype=np.float32)
@@ -314,6 +350,14 @@ class TabletopSim:
         executed[3:6] = rotations.mat_to_rpy(self._target_mat @ old_mat.T)
         executed[GRIPPER_INDEX] = gripper
         return executed
+
+    def commanded_joints(self) -> np.ndarray:
+        """The joint command (n_joints,) the servos are tracking now."""
+        return self._q_cmd_rad.copy()
+
+    def fk(self, q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Forward kinematics: ee point (3,) and orientation (3, 3) at arm joints q (n_joints,)."""
+        return self._fk(np.asarray(q_rad, dtype=np.float64))
 
     def _step_physics(self, q_from_rad: np.ndarray, q_to_rad: np.ndarray, gripper: float) -> None:
         m, d = self.model, self.data
