@@ -78,6 +78,11 @@ class Arm(abc.ABC):
     def hold(self) -> None:
         """Keep the current pose for one control step (watchdog, e-stop): no new motion."""
 
+    def halt(self) -> None:
+        """Stop the motion in flight NOW (e-stop, a fault): command the measured pose, no preload. Default:
+        `hold()` (drivers whose hold already means "stay where you are measured" need nothing more)."""
+        self.hold()
+
     def connect(self) -> None:  # noqa: B027 - optional hook, most drivers connect in __init__
         """Open the hardware connection (default: nothing to do)."""
 

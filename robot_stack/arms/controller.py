@@ -64,6 +64,8 @@ class ArmController:
         self.estopped = False
         self.enabled = bool(start_enabled)
         self.fault = ""  # a driver exception caught in a tick (latched with the e-stop)
+        self._move_until_ns = 0  # a driver-run move (homing) in progress: no commands until it ends
+        self._move_label = ""
         self._start_checked = False  # whether the start pose was checked against the box / orientation limits
         self._outside_ack = False
         if not self.enabled:
@@ -109,6 +111,12 @@ class ArmController:
         if self.estopped or not self.enabled:
             self.arm.hold()
             return None
+        if now_ns < self._move_until_ns:
+            self._set(HOLDING, f"{self._move_label} in progress; commands are dropped until it ends")
+            return None
+        if self._move_label:
+            self._move_label = ""
+            self._start_checked = False  # the move may have ended anywhere: check the pose again
         if not self._start_checked:
             self._check_start_pose()
         if not self._outside_ack:
@@ -145,6 +153,19 @@ class ArmController:
         log.warning("arm starts outside the workspace limits (%.3f m, %.3f rad); waiting for arm/enable",
                     out_m, out_rad)
 
+    def begin_move(self, label: str, duration_s: float, now_ns: int) -> None:
+        """A driver-run move (homing) has been started without blocking: commands are dropped until it ends,
+        and an e-stop during it halts the arm where it is (a blocking move could not be interrupted)."""
+        self._pending = None
+        self._move_label = label
+        self._move_until_ns = now_ns + int(duration_s * 1e9)
+        self._set(HOLDING, f"{label} in progress")
+        log.warning("%s started (%.1f s); the e-stop interrupts it", label, duration_s)
+
+    @property
+    def moving(self) -> bool:
+        return bool(self._move_label)
+
     def set_enabled(self, enabled: bool, caller: str = "") -> None:
         """arm/enable: enable (also acknowledges a start outside the box) or disable (hold) the arm."""
         self.enabled = bool(enabled)
@@ -159,9 +180,18 @@ class ArmController:
 
     def set_estop(self, engaged: bool, reason: str, caller: str = "") -> None:
         """Engage (latches, drops any pending command) or explicitly release the e-stop."""
+        was = self.estopped
         self.estopped = engaged
         self._pending = None
         if engaged:
+            if self._move_label:
+                reason = f"{reason or 'e-stop'} (interrupted {self._move_label})"
+            self._move_until_ns, self._move_label = 0, ""
+            if not was:
+                try:
+                    self.arm.halt()  # stop what is in flight now, not at the end of its trajectory
+                except Exception:  # noqa: BLE001 - the latch must hold even if the driver cannot halt
+                    log.exception("halt on e-stop failed")
             self._set(ESTOPPED, reason or "e-stop engaged")
             log.warning("e-stop engaged by %s: %s", caller or "unnamed", reason)
         else:

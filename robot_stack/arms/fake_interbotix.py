@@ -1,9 +1,14 @@
 """A kinematic stand-in for `interbotix_xs_modules.xs_robot.arm.InterbotixManipulatorXS` (no ROS, no servos).
 
-Built from the SDK's documented Python API (the parts `WidowX` uses): `bot.arm` (group_info, robot_des,
+Built from the SDK's Python API in interbotix_ros_toolboxes (ROS 2, `xs_robot/arm.py`, `core.py`; the parts
+`WidowX` uses): `bot.arm` (group_info, robot_des, joint_commands, capture_joint_positions,
 set_trajectory_time, set_ee_pose_matrix(execute=False) -> (theta, ok), set_joint_positions,
 go_to_home_pose, go_to_sleep_pose), `bot.gripper` (grasp/release(delay)), `bot.core` (joint_states,
 js_index_map, robot_write_commands, robot_get_motor_registers, robot_reboot_motors, robot_torque_enable).
+Modelled as the SDK behaves, not as the driver would like: `joint_commands` is only updated by the SDK's own
+publishes (and capture_joint_positions), the joint-limit check also rejects a solution whose speed
+|θ − joint_commands| / moving_time exceeds the joint velocity limits, and set_trajectory_time writes the
+registers only when a value changes. tests/arms/test_interbotix_contract.py pins every signature to the SDK's.
 Like Interbotix's own `xs_sdk_sim`, commanded joint positions are reached at once. Faults can be injected
 (`inject_effort`, `inject_hardware_error`) and every call is counted, so tests can check that the driver
 does not write servo registers in the control loop.
@@ -37,6 +42,8 @@ WX250S_SLIST = np.array([
 LOWER = np.array([-3.14, -1.88, -2.15, -3.14, -1.75, -3.14])
 UPPER = np.array([3.14, 1.99, 1.61, 3.14, 2.15, 3.14])
 SLEEP = np.array([0.0, -1.80, 1.55, 0.0, 0.8, 0.0])
+# wx250s URDF joint velocity limits (rad/s): pi for every arm joint.
+VELOCITY_LIMITS = np.full(6, np.pi)
 
 
 @dataclass
@@ -84,35 +91,62 @@ class _Arm:
     def __init__(self, parent: FakeInterbotixManipulatorXS):
         self._p = parent
         self.group_info = SimpleNamespace(joint_names=list(JOINTS), num_joints=6, joint_lower_limits=list(LOWER),
-                                          joint_upper_limits=list(UPPER))
+                                          joint_upper_limits=list(UPPER),
+                                          joint_velocity_limits=list(VELOCITY_LIMITS),
+                                          joint_sleep_positions=list(SLEEP))
         self.robot_des = SimpleNamespace(M=WX250S_M, Slist=WX250S_SLIST)
+        self.moving_time, self.accel_time = parent.moving_time, parent.accel_time
+        # As the SDK: initialised from the present joint positions, then only its own publishes update it.
+        self.joint_commands = list(parent.positions())
+
+    def capture_joint_positions(self) -> None:
+        self._p.calls["capture_joint_positions"] += 1
+        self.joint_commands = list(self._p.positions())
 
     def set_trajectory_time(self, moving_time=None, accel_time=None) -> None:
-        # On hardware: two blocking register writes (Profile_Velocity, Profile_Acceleration).
+        # On hardware: a blocking register write per value that CHANGED (Profile_Velocity, Profile_Acceleration).
         self._p.calls["set_trajectory_time"] += 1
+        if moving_time is not None and moving_time != self.moving_time:
+            self.moving_time = moving_time
+            self._p.calls["register_writes"] += 1
+        if accel_time is not None and accel_time != self.accel_time:
+            self.accel_time = accel_time
+            self._p.calls["register_writes"] += 1
+
+    def _check_joint_limits(self, positions) -> bool:
+        theta = np.array([int(x * 1000) / 1000.0 for x in positions])
+        speed = np.abs(theta - np.asarray(self.joint_commands)) / float(self.moving_time)
+        return bool(np.all(theta >= LOWER) and np.all(theta <= UPPER) and np.all(speed <= VELOCITY_LIMITS))
+
+    def _publish_commands(self, positions, moving_time=None, accel_time=None, blocking=True) -> None:
+        self.set_trajectory_time(moving_time, accel_time)
+        self.joint_commands = [float(x) for x in positions]
+        self._p.set_positions(np.asarray(positions, dtype=np.float64))
 
     def set_ee_pose_matrix(self, T_sd, custom_guess=None, execute=True, moving_time=None, accel_time=None,
                            blocking=True):
         self._p.calls["set_ee_pose_matrix"] += 1
         guess = np.asarray(custom_guess if custom_guess is not None else self._p.positions(), dtype=np.float64)
         theta, ok = _ik(np.asarray(T_sd), guess)
+        ok = ok and self._check_joint_limits(theta)
         if ok and execute:
-            self._p.calls["set_trajectory_time"] += 1  # the SDK writes the profile registers on every execute
-            self._p.set_positions(theta)
+            self._publish_commands(theta, moving_time, accel_time, blocking)
         return theta, ok
 
     def set_joint_positions(self, joint_positions, moving_time=None, accel_time=None, blocking=True) -> bool:
         self._p.calls["set_joint_positions"] += 1
-        self._p.set_positions(np.asarray(joint_positions, dtype=np.float64))
+        if not self._check_joint_limits(joint_positions):
+            return False
+        self._publish_commands(joint_positions, moving_time, accel_time, blocking)
         return True
 
     def go_to_home_pose(self, moving_time=None, accel_time=None, blocking=True) -> None:
         self._p.calls["go_to_home_pose"] += 1
-        self._p.set_positions(np.zeros(6))
+        self._publish_commands(np.zeros(6), moving_time, accel_time, blocking)
 
     def go_to_sleep_pose(self, moving_time=None, accel_time=None, blocking=True) -> None:
         self._p.calls["go_to_sleep_pose"] += 1
-        self._p.set_positions(SLEEP.copy())
+        self._publish_commands(SLEEP.copy(), moving_time, accel_time, blocking)
 
 
 class _Gripper:
@@ -170,7 +204,8 @@ class FakeInterbotixManipulatorXS:
     def __post_init__(self):
         if self.robot_model != "wx250s":
             raise ValueError(f"the fake only models the wx250s, not {self.robot_model}")
-        self.core, self.arm, self.gripper = _Core(self), _Arm(self), _Gripper(self)
+        self.core = _Core(self)
+        self.arm, self.gripper = _Arm(self), _Gripper(self)
 
     def positions(self) -> np.ndarray:
         return np.asarray(self.core.joint_states.position[:6], dtype=np.float64)

@@ -67,6 +67,10 @@ class SimArm(Arm):
             q = check.q_rad
         self.sim.command_joints(q, self._gripper_cmd)
 
+    def halt(self) -> None:
+        # Command the measured joints: whatever was in flight stops where the arm is.
+        self.sim.command_joints(self.sim.joint_positions(), self._gripper_cmd)
+
     def reset_gripper_command(self) -> None:
         """After a sim reset the gripper starts open."""
         self._gripper_cmd = 1.0

@@ -3,7 +3,16 @@
     send_action(ee_delta) ──► effort guard ──► target = delta ∘ FK(measured q) ──► IK (SDK, execute=False)
                                    │ overload: hold + open gripper + fault        │ no solution: hold
                                    ▼                                              ▼
-                               fault (the rig node e-stops)      core.robot_write_commands(arm, q*)  (one publish)
+                               fault (the rig node e-stops)     limit_joint_command(measured q, q*): FK of the
+                                                                command vs the limits, per-joint step bound
+                                                                              ▼
+                                                               core.robot_write_commands(arm, q_safe) (one publish)
+
+The SDK's own velocity check (`_check_joint_limits`: |θ − arm.joint_commands| / moving_time against the
+joint velocity limits) compares with `arm.joint_commands`, which only the SDK's own publishes update; we
+publish through `core.robot_write_commands`, so before each IK the driver calls the SDK's public
+`arm.capture_joint_positions()`, which sets `joint_commands` to the measured joints: the SDK then checks each
+step against where the arm IS (review H4), not against the last homing goal.
 
 Why not `set_ee_pose_matrix(execute=True)`: every SDK move writes the servos' Profile_Velocity /
 Profile_Acceleration registers through a blocking service call before publishing (bridge_data_robot's
@@ -24,6 +33,7 @@ import numpy as np
 
 from robot_stack.arms import poses
 from robot_stack.arms.arm import ARMS, Arm, ArmState
+from robot_stack.arms.safety import limit_joint_command
 from robot_stack.types import EE_DELTA_DIM, GRIPPER_INDEX
 
 log = logging.getLogger(__name__)
@@ -106,6 +116,10 @@ class WidowX(Arm):
         self._gripper_sent = False
         self._last_status_check = -np.inf
         self.n_ik_failures = 0
+        self.n_scaled = 0  # steps whose joint command limit_joint_command cut back
+        self.last_check = None
+        self._status_read_failures = 0
+        self._restore_timing = False
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def connect(self) -> None:
@@ -121,12 +135,19 @@ class WidowX(Arm):
             self.go_home()
         self._set_gripper(True)
 
-    def disconnect(self) -> None:
+    def disconnect(self, park: bool = True) -> None:
+        """park=False (e-stop engaged, a crash path): freeze where the arm is; never a blind sleep move."""
         if self.bot is None:
             return
         c = self.config
         try:
-            if c.sleep_on_disconnect and self.fault is None:
+            if not park or self.fault is not None:
+                try:
+                    self.halt()
+                except Exception:  # noqa: BLE001 - after rclpy shut down the publish fails; the servos keep their goal
+                    log.warning("could not publish the freeze at disconnect (ROS already shut down); the servos "
+                                "keep their last goal")
+            elif c.sleep_on_disconnect:
                 self.bot.arm.go_to_sleep_pose(moving_time=c.slow_moving_time_s, accel_time=c.slow_moving_time_s / 4,
                                               blocking=True)
                 if c.torque_off_on_disconnect:
@@ -156,6 +177,10 @@ class WidowX(Arm):
         rd = self._require().arm.robot_des
         return poses.fk_space(np.asarray(rd.M), np.asarray(rd.Slist), q)
 
+    def _fk_pos_mat(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = self._fk(q)
+        return t[:3, 3], t[:3, :3]
+
     def get_state(self) -> ArmState:
         bot = self._require()
         q = self._joint_values("position")
@@ -176,14 +201,27 @@ class WidowX(Arm):
         if self.fault is not None or not self._effort_ok():
             return sent.astype(np.float32)  # faulted: nothing moves; the rig node has e-stopped
         bot = self._require()
+        if self._restore_timing:  # after a non-blocking home: the per-step trajectory time, once
+            bot.arm.set_trajectory_time(moving_time=self.config.moving_time_s, accel_time=self.config.accel_time_s)
+            self._restore_timing = False
         q = self._joint_values("position")
         current = self._fk(q)
         target = poses.apply_ee_delta(current, a[:6])
+        # The SDK's velocity check compares with arm.joint_commands: make that the measured joints (see top).
+        bot.arm.capture_joint_positions()
         # IK only: execute=False returns the joint solution without any service call or publish.
         theta, ok = bot.arm.set_ee_pose_matrix(target, custom_guess=q, execute=False)
         if ok:
-            bot.core.robot_write_commands(self.config.group_name, [float(x) for x in theta])
-            sent[:6] = poses.pose_delta(current, self._fk(np.asarray(theta)))
+            check = limit_joint_command(q, np.asarray(theta, dtype=np.float64), self._fk_pos_mat,
+                                        self.require_safety())
+            self.last_check = check
+            if check.scale < 1.0:
+                self.n_scaled += 1
+                if self.n_scaled == 1 or self.n_scaled % 25 == 0:
+                    log.warning("joint command scaled to %.2f of the IK solution (%s); %d so far", check.scale,
+                                check.reason, self.n_scaled)
+            bot.core.robot_write_commands(self.config.group_name, [float(x) for x in check.q_rad])
+            sent[:6] = poses.pose_delta(current, self._fk(check.q_rad))
         else:
             self.n_ik_failures += 1
             if self.n_ik_failures == 1 or self.n_ik_failures % 25 == 0:
@@ -197,6 +235,11 @@ class WidowX(Arm):
         # Position-controlled servos keep their last goal: holding = sending nothing new.
         self._maybe_check_status()
         self._effort_ok()
+
+    def halt(self) -> None:
+        """Freeze at the measured joints (e-stop): the last 0.2 s goal, or a homing move, stops now."""
+        bot = self._require()
+        bot.core.robot_write_commands(self.config.group_name, [float(x) for x in self._joint_values("position")])
 
     def _set_gripper(self, open_: bool) -> None:
         # The WidowX gripper is a PWM (effort) gripper: commands are binary open/close, sent only on a change
@@ -240,47 +283,81 @@ class WidowX(Arm):
         bot = self._require()
         self._last_status_check = time.monotonic()
         names = list(bot.arm.group_info.joint_names)
-        values = list(bot.core.robot_get_motor_registers("group", self.config.group_name, "Hardware_Error_Status").values)
+        values = self._read_hw_errors()
         errored = [n for n, v in zip(names, values, strict=True) if int(v) != 0]
         if errored and reboot:
             log.warning("motor hardware error on %s (%s); smart reboot", errored,
                         {n: _decode_hw_error(int(v)) for n, v in zip(names, values, strict=True) if int(v)})
             # smart_reboot: only motors in error are rebooted, and torque is re-enabled on them afterwards.
             bot.core.robot_reboot_motors("group", self.config.group_name, True, True)
-            values = list(bot.core.robot_get_motor_registers("group", self.config.group_name,
-                                                             "Hardware_Error_Status").values)
+            values = self._read_hw_errors()
             errored = [n for n, v in zip(names, values, strict=True) if int(v) != 0]
         return errored
+
+    def _read_hw_errors(self) -> list[int]:
+        """Hardware_Error_Status per arm motor. The ROS 2 SDK spins 0.1 s for the reply and then reads
+        `future.result().values`: on a slow servo bus that is None.values (AttributeError). One failed read is
+        logged and retried next period; three in a row are a fault (the status of the motors is unknown)."""
+        bot = self._require()
+        try:
+            values = [int(v) for v in bot.core.robot_get_motor_registers("group", self.config.group_name,
+                                                                         "Hardware_Error_Status").values]
+        except (AttributeError, TypeError) as e:
+            self._status_read_failures += 1
+            log.warning("reading Hardware_Error_Status failed (%s), %d in a row", e, self._status_read_failures)
+            if self._status_read_failures >= 3:
+                raise ArmFault("cannot read the motors' Hardware_Error_Status (3 reads in a row failed): check the "
+                               "U2D2 cable and the servo bus, then arm/recover") from e
+            return [0] * len(self._require().arm.group_info.joint_names)
+        self._status_read_failures = 0
+        return values
 
     def _maybe_check_status(self) -> None:
         period = self.config.status_check_period_s
         if period <= 0 or self.fault is not None or time.monotonic() - self._last_status_check < period:
             return
-        errored = self.check_motors(reboot=False)
+        try:
+            errored = self.check_motors(reboot=False)
+        except ArmFault as e:
+            self._stop(str(e))
+            return
         if errored:
             self._stop(f"motor hardware error on {errored}")
 
-    def recover(self) -> str:
-        """After a fault: reboot motors in error, torque on, back to the home pose slowly. Returns a status line."""
+    def recover(self, home: bool = True) -> str:
+        """After a fault: reboot motors in error, torque on, and (home=True) back to the home pose slowly.
+
+        The rig node calls recover(home=False) while the e-stop is engaged, then homes through arm/home once the
+        e-stop is released, so that the e-stop can interrupt that move. Returns a status line."""
         errored = self.check_motors(reboot=True)
         if errored:
             return f"motors {errored} still report a hardware error after reboot; power-cycle the arm"
         c = self.config
         self.bot.core.robot_torque_enable("group", c.group_name, True)
+        self.bot.arm.capture_joint_positions()  # the SDK's reference after torque-on (its own advice)
         self.fault = None
+        if not home:
+            return "recovered: motors OK and torqued on; release the e-stop, then call arm/home"
         self.go_home()
         self.bot.arm.set_trajectory_time(moving_time=c.moving_time_s, accel_time=c.accel_time_s)
         return "recovered: at home pose"
 
-    def go_home(self) -> None:
+    def go_home(self, blocking: bool = True) -> float:
+        """Slow move to the home pose. blocking=False: start it and return its duration (s); the caller
+        (ArmController.begin_move) waits, and an e-stop meanwhile halts it at the measured joints. The per-step
+        trajectory time is restored at the next step's publish (see `send_action`)."""
         c, arm = self.config, self._require().arm
+        slow = dict(moving_time=c.slow_moving_time_s, accel_time=c.slow_moving_time_s / 4, blocking=blocking)
         if c.home_joints_rad:
-            arm.set_joint_positions(list(c.home_joints_rad), moving_time=c.slow_moving_time_s,
-                                    accel_time=c.slow_moving_time_s / 4, blocking=True)
+            arm.set_joint_positions(list(c.home_joints_rad), **slow)
         else:
-            arm.go_to_home_pose(moving_time=c.slow_moving_time_s, accel_time=c.slow_moving_time_s / 4, blocking=True)
-        # Slow homing rewrote the profile registers; put the per-step trajectory time back.
-        arm.set_trajectory_time(moving_time=c.moving_time_s, accel_time=c.accel_time_s)
+            arm.go_to_home_pose(**slow)
+        if blocking:
+            # Slow homing rewrote the profile registers; put the per-step trajectory time back.
+            arm.set_trajectory_time(moving_time=c.moving_time_s, accel_time=c.accel_time_s)
+        else:
+            self._restore_timing = True
+        return float(c.slow_moving_time_s)
 
 
 def _decode_hw_error(value: int) -> str:

@@ -13,6 +13,9 @@ Usage: python -m robot_stack.ros.rig_node rig=widowx [hydra overrides] [--ros-ar
 
 from __future__ import annotations
 
+import inspect
+import time
+
 from rclpy.node import Node
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
@@ -76,24 +79,44 @@ class RigControlNode(Node):
 
     def _on_recover(self, req, resp):
         if not self.controller.estopped:
-            resp.success, resp.message = False, "engage the e-stop before recovering (the arm will move home)"
+            resp.success, resp.message = False, "engage the e-stop before recovering (motors are rebooted)"
             return resp
-        msg = self.arm.recover()
+        # No motion here: the e-stop stays engaged while motors reboot; homing is a separate, interruptible
+        # arm/home after the operator releases the e-stop.
+        recover = self.arm.recover
+        msg = recover(home=False) if "home" in inspect.signature(recover).parameters else recover()
         resp.success, resp.message = getattr(self.arm, "fault", None) is None, msg
         return resp
 
     def _on_home(self, req, resp):
-        if not self.controller.estopped:
-            resp.success, resp.message = False, "engage the e-stop first: homing is a blocking move"
+        c = self.controller
+        if c.estopped or not c.enabled:
+            resp.success, resp.message = False, ("release the e-stop and enable the arm (arm/enable) first: homing "
+                                                 "is a move, and the e-stop must be able to interrupt it")
             return resp
-        self.arm.go_home()
-        resp.success, resp.message = True, "at home pose"
+        go_home = self.arm.go_home
+        if "blocking" in inspect.signature(go_home).parameters:
+            duration_s = go_home(blocking=False)
+            c.begin_move("homing", duration_s, time.time_ns())
+            resp.success, resp.message = True, f"homing ({duration_s:.1f} s); the e-stop interrupts it"
+        else:  # a driver without a non-blocking home
+            go_home()
+            resp.success, resp.message = True, "at home pose"
         return resp
 
     def close(self) -> None:
         for cam in self.cameras.values():
             cam.disconnect()
-        self.arm.disconnect()
+        # Parking (the sleep-pose move) only on a clean stop with the e-stop released and no fault; every other
+        # path (e-stop engaged, a driver fault, a crash) freezes where the arm is.
+        park = not self.controller.estopped and not self.controller.fault and getattr(self.arm, "fault", None) is None
+        disconnect = self.arm.disconnect
+        if "park" in inspect.signature(disconnect).parameters:
+            disconnect(park=park)
+        else:
+            if not park:
+                self.arm.halt()
+            disconnect()
 
 
 def build(cfg):
@@ -114,6 +137,10 @@ def build(cfg):
         # A node of our own for the Interbotix SDK, spun by the SDK's background executor (robot_startup), not
         # ours: its register reads are blocking service calls that would deadlock a single-threaded executor.
         sdk_node = Node("interbotix", namespace=ns)
+    # Homing at connect would be a blocking move before the e-stop exists: the driver connects without it and
+    # the controller runs it as an interruptible move (now if the rig starts enabled, else on arm/home).
+    want_home = bool(arm_settings.get("go_home_on_connect", True))
+    arm_settings = {**arm_settings, "go_home_on_connect": False}
     arm = make_arm(str(rig.driver), arm_settings, node=sdk_node)
     arm.connect()
     cameras = {name: make_camera(name, s) for name, s in cam_settings.items()}
@@ -125,6 +152,10 @@ def build(cfg):
     camera_node = CameraNode(cameras, {n: float(s["fps_hz"]) for n, s in cam_settings.items()}, namespace=ns,
                              intrinsics=intrinsics)
     control = RigControlNode(arm, cameras, controller, arm_node, namespace=ns)
+    if want_home and controller.enabled and "blocking" in inspect.signature(arm.go_home).parameters:
+        controller.begin_move("homing", arm.go_home(blocking=False), time.time_ns())
+    elif want_home:
+        controller.reason += "; then arm/home"
     arm_node.get_logger().info(f"rig {rig.name} up: driver={rig.driver} cameras="
                                f"{ {n: s['type'] for n, s in cam_settings.items()} } control={rig.control_hz} Hz")
     return [arm_node, camera_node, control]

@@ -13,11 +13,15 @@ from robot_stack.arms.factory import make_arm
 from robot_stack.arms.safety import SafetyConfig
 
 HOME = (0.0, -0.5, 0.5, 0.0, 0.6, 0.0)
+# Loose limits for the driver-level tests (the controller normally hands the rig's limits over).
+DRIVER_LIMITS = SafetyConfig((0.0, -0.6, -0.2), (0.7, 0.6, 0.7), max_delta_m=0.1, max_delta_rad=0.5,
+                             max_command_age_ms=500, max_joint_step_rad=0.5)
 
 
 @pytest.fixture
 def arm():
     a = make_arm("fake_interbotix", {"home_joints_rad": HOME, "max_effort": [600] * 6, "status_check_period_s": 0})
+    a.set_safety(DRIVER_LIMITS)
     a.connect()
     yield a
     a.disconnect()

@@ -80,6 +80,13 @@ def test_real_rig_node_over_fake_sdks_faults_into_estop(tmp_path):
         arm_node, camera_node, control = nodes
         ctl = arm_node.controller
         names = list(ctl.arm.action_names)
+        from std_srvs.srv import SetBool
+
+        now = time.time_ns()
+        ctl.submit(names, [0.01, 0, 0, 0, 0, 0, 1], now, now, "teleop:test")
+        arm_node._tick()
+        assert ctl.n_executed == 0 and ctl.status == "disabled"  # real rigs start disabled
+        assert arm_node._on_enable_srv(SetBool.Request(data=True), SetBool.Response()).success
         now = time.time_ns()
         ctl.submit(names, [0.01, 0, 0, 0, 0, 0, 1], now, now, "teleop:test")
         arm_node._tick()
