@@ -78,6 +78,11 @@ class Arm(abc.ABC):
     def hold(self) -> None:
         """Keep the current pose for one control step (watchdog, e-stop): no new motion."""
 
+    def commanded_pose(self):
+        """(pos (3,), mat (3, 3)) of the motion the last send_action commanded (FK of the joint command, or the
+        impedance reference), or None if the driver cannot say. The controller judges it against the limits."""
+        return None
+
     def halt(self) -> None:
         """Stop the motion in flight NOW (e-stop, a fault): command the measured pose, no preload. Default:
         `hold()` (drivers whose hold already means "stay where you are measured" need nothing more)."""

@@ -28,7 +28,9 @@ from robot_stack.arms.safety import (
     CommandRejected,
     SafetyConfig,
     clamp_ee_delta,
+    pose_violation,
     quat_xyzw_to_mat,
+    rotation_angle,
     validate_command,
 )
 
@@ -72,7 +74,14 @@ class ArmController:
             self.status, self.reason = DISABLED, "arm disabled at start: call arm/enable when the workspace is clear"
         self.n_rejected = 0
         self.n_executed = 0
-        self.last_rejection = ""  # kept until the next rejection, so a status reader cannot miss it
+        self.last_rejection = ""
+        # The motion actually commanded, judged against the measured pose at send time (drivers that can say
+        # what they commanded implement Arm.commanded_pose): published on arm/status, so anyone on the graph
+        # can check the limits held (tests/hil/test_safety_topics.py).
+        self.cmd_max_step_m = 0.0
+        self.cmd_max_step_rad = 0.0
+        self.cmd_max_box_excess_m = 0.0
+        self.cmd_over_limit = 0  # kept until the next rejection, so a status reader cannot miss it
 
     def submit(self, names, values, stamp_ns: int, now_ns: int, source: str) -> None:
         """Queue a command for the next tick, or raise CommandRejected (malformed or stale)."""
@@ -134,9 +143,27 @@ class ArmController:
         pose = np.asarray(state.ee_pose, dtype=np.float64)
         safe = clamp_ee_delta(cmd.action, pose[:3], self.safety, pose[3:7])
         sent = self.arm.send_action(safe)
+        self._judge_commanded(pose)
         self.n_executed += 1
         self._set(OK, f"executing {cmd.source}")
         return Executed(np.asarray(sent, dtype=np.float32), cmd.stamp_ns, cmd.source)
+
+    def _judge_commanded(self, measured_pose7: np.ndarray) -> None:
+        commanded = self.arm.commanded_pose()
+        if commanded is None:
+            return
+        pos, mat = commanded
+        meas_mat = quat_xyzw_to_mat(measured_pose7[3:7])
+        step_m = float(np.linalg.norm(np.asarray(pos) - measured_pose7[:3]))
+        step_rad = rotation_angle(np.asarray(mat) @ meas_mat.T)
+        out_m = self.safety.box_excess_m(pos)
+        self.cmd_max_step_m = max(self.cmd_max_step_m, step_m)
+        self.cmd_max_step_rad = max(self.cmd_max_step_rad, step_rad)
+        self.cmd_max_box_excess_m = max(self.cmd_max_box_excess_m, out_m)
+        why = pose_violation(measured_pose7[:3], meas_mat, pos, mat, self.safety)
+        if why:
+            self.cmd_over_limit += 1
+            log.error("commanded motion over a limit (%s): a driver bug, report it", why)
 
     def _check_start_pose(self) -> None:
         """The first time the arm may move: is it inside the box and the orientation limits?"""

@@ -67,6 +67,9 @@ class SimArm(Arm):
             q = check.q_rad
         self.sim.command_joints(q, self._gripper_cmd)
 
+    def commanded_pose(self):
+        return None if self.last_check is None else self.sim.fk(self.last_check.q_rad)
+
     def halt(self) -> None:
         # Command the measured joints: whatever was in flight stops where the arm is.
         self.sim.command_joints(self.sim.joint_positions(), self._gripper_cmd)

@@ -25,6 +25,11 @@ STREAMS = ("random", "malformed", "wall", "corner", "rotation", "singular_wrist"
 # the sim WidowX away from contact (benchmarks/results/safety.md); this is that with a little margin.
 MEASURED_TOL_M = 0.01
 MEASURED_TOL_RAD = 0.03
+# Over topics the meter cannot tell contact steps apart (no contact flag on ee_pose), so the measured slack
+# there includes contact (bench: <= 6.5 mm box, 0.07 rad over the clamp at 5 Hz, 0.11 rad at 10 Hz). The exact
+# check over topics is the arm node's own judgement of the commanded motion (arm/status cmd_over_limit).
+ROS_MEASURED_TOL_M = 0.01
+ROS_MEASURED_TOL_RAD = 0.12
 
 
 def commands(kind: str, cfg: SafetyConfig, n: int, seed: int = 0) -> Iterator[tuple[tuple[str, ...], list]]:
@@ -92,6 +97,8 @@ class LimitMeter:
     """
 
     cfg: SafetyConfig
+    measured_tol_m: float = MEASURED_TOL_M
+    measured_tol_rad: float = MEASURED_TOL_RAD
     n_commands: int = 0
     n_executed: int = 0
     max_cmd_step_m: float = 0.0
@@ -142,11 +149,11 @@ class LimitMeter:
         self.max_meas_step_rad = max(self.max_meas_step_rad, d_rad)
         self.max_box_excess_m = max(self.max_box_excess_m, box_out)
         self.max_orient_excess_rad = max(self.max_orient_excess_rad, rot_out)
-        if d_m > c.max_delta_m + MEASURED_TOL_M or d_rad > c.max_delta_rad + MEASURED_TOL_RAD:
+        if d_m > c.max_delta_m + self.measured_tol_m or d_rad > c.max_delta_rad + self.measured_tol_rad:
             self.violations.append(f"{label}: measured step {d_m:.4f} m / {d_rad:.4f} rad")
-        if box_out > MEASURED_TOL_M:
+        if box_out > self.measured_tol_m:
             self.violations.append(f"{label}: measured pose {box_out * 1000:.1f} mm outside the box")
-        if rot_out > MEASURED_TOL_RAD:
+        if rot_out > self.measured_tol_rad:
             self.violations.append(f"{label}: measured orientation {rot_out:.3f} rad outside the limits")
 
     def summary(self) -> dict:
@@ -230,3 +237,63 @@ def _fk_pose7(sim) -> np.ndarray:
     t = np.eye(4)
     t[:3, :3], t[:3, 3] = mat, pos
     return matrix_to_pose7(t)
+
+
+ROS_STREAMS = ("random", "malformed", "wall", "corner", "rotation")  # start poses cannot be set over topics
+
+
+def run_ros_streams(client, cfg: SafetyConfig, kinds, n: int, control_hz: float, seed: int = 0,
+                    check=None, timeout_s: float = 120.0) -> dict[str, LimitMeter]:
+    """Drive a running rig over its real `action` topic, one command per published state (stamp = that
+    state's stamp, as a policy answers observations); judge the published ee_pose stream with a LimitMeter.
+
+    client: a robot_stack.ros.rig_client.RigClient on the rig's namespace. Only pairs of consecutive states one
+    control period apart are judged (the state topics are best-effort: a lost message must not read as a
+    double step). Returns one meter per stream kind.
+    """
+    import threading
+    import time
+
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import JointState
+
+    from robot_stack.ros import conversions as conv
+
+    pub = client.node.create_publisher(JointState, "action", QoSProfile(depth=5))
+    deadline = time.monotonic() + 10
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    meters = {}
+    period_ns = 1e9 / control_hz
+    for kind in kinds:
+        stream = iter(list(commands(kind, cfg, n, seed)))
+        readings: list = []
+        done = threading.Event()
+
+        def on_state(reading, stream=stream, readings=readings, done=done):
+            readings.append((reading.stamp_ns, np.asarray(reading.ee_pose, dtype=np.float64)))
+            try:
+                names, values = next(stream)
+            except StopIteration:
+                done.set()
+                return
+            pub.publish(conv.action_to_msg(list(names), [float(v) for v in values], reading.stamp_ns,
+                                           f"stress:{kind}"))
+
+        client.state_listeners.append(on_state)
+        end = time.monotonic() + timeout_s
+        while not done.is_set():
+            if check is not None:
+                check()
+            if time.monotonic() > end:
+                raise TimeoutError(f"stream {kind}: {len(readings)} states in {timeout_s:.0f} s; is the rig running?")
+            time.sleep(0.05)
+        client.state_listeners.remove(on_state)
+        time.sleep(2.5 / control_hz)  # the last command's step
+        meter = LimitMeter(cfg, measured_tol_m=ROS_MEASURED_TOL_M, measured_tol_rad=ROS_MEASURED_TOL_RAD)
+        for (t0, p0), (t1, p1) in zip(readings, readings[1:], strict=False):
+            if abs((t1 - t0) - period_ns) <= 0.5 * period_ns:
+                meter.step(p0, p1, None, True, f"{kind}@{t1}")
+        meters[kind] = meter
+    client.node.destroy_publisher(pub)
+    return meters

@@ -236,6 +236,9 @@ class WidowX(Arm):
         self._maybe_check_status()
         self._effort_ok()
 
+    def commanded_pose(self):
+        return None if self.last_check is None else self._fk_pos_mat(self.last_check.q_rad)
+
     def halt(self) -> None:
         """Freeze at the measured joints (e-stop): the last 0.2 s goal, or a homing move, stops now."""
         bot = self._require()

@@ -71,7 +71,11 @@ class ArmNode(Node):
         c = self.controller
         self.pub_status.publish(conv.status_msg("arm", c.status, reason, time.time_ns(),
                                                 {"executed": c.n_executed, "rejected": c.n_rejected,
-                                                 "last_rejection": c.last_rejection}))
+                                                 "last_rejection": c.last_rejection, "enabled": c.enabled,
+                                                 "cmd_over_limit": c.cmd_over_limit,
+                                                 "cmd_max_step_m": round(c.cmd_max_step_m, 5),
+                                                 "cmd_max_step_rad": round(c.cmd_max_step_rad, 5),
+                                                 "cmd_max_box_excess_m": round(c.cmd_max_box_excess_m, 5)}))
 
     def _on_estop_topic(self, msg: Bool) -> None:
         # The topic can only ENGAGE: any node or button may stop the arm, but a stray Bool(false) from any

@@ -368,6 +368,9 @@ class TabletopSim:
             d.ctrl[self._arm_act] = q_from_rad + (i / self._n_ramp) * (q_to_rad - q_from_rad)
             mujoco.mj_step(m, d)
         mujoco.mj_step(m, d, nstep=self._n_substeps - self._n_ramp)
+        # mj_step leaves site poses at the last substep's pre-integration qpos: recompute them so the measured
+        # ee pose is exactly FK of the measured joints (what the safety checks compare against).
+        mujoco.mj_kinematics(m, d)
 
     # ---------------------------------------------------------------- kinematics
     def _fk(self, q_rad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
