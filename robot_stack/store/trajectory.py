@@ -206,12 +206,17 @@ class TrajectoryStore:
             raise ValueError(f"mode must be 'r' (read-only) or 'a' (append), got {mode!r}")
         path = Path(path).absolute()
         if not path.exists():
-            olds = sorted(path.parent.glob(f".{path.name}.old-*"))
+            # An `.old-*` is always a complete store (ops.compact renames it to `.trash-*` before deleting), so
+            # the newest one is the original of the interrupted swap; older ones are leftovers of earlier runs.
+            olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime_ns)
             news = sorted(path.parent.glob(f".{path.name}.compact-*"))
             if olds:  # a compact was interrupted between its two renames (ops.compact)
+                others = f" (older leftovers {[str(o) for o in olds[:-1]]} are removed by that compact)" \
+                    if len(olds) > 1 else ""
                 raise StoreError(f"{path} does not exist but a compaction was interrupted mid-swap: the original is "
-                                 f"{olds[0]} and the compacted copy {news[0] if news else '(missing)'}; rename the "
-                                 f"original back (mv {olds[0]} {path}) and run `robot-stack store compact` again")
+                                 f"{olds[-1]} and the compacted copy {news[-1] if news else '(missing)'}; rename the "
+                                 f"original back (mv {olds[-1]} {path}) and run `robot-stack store compact` "
+                                 f"again{others}")
             raise StoreError(f"{path} does not exist; {_CREATE_HINT}")
         if not _looks_like_store(path):
             raise StoreError(f"{path} is not a robot_stack store (no zarr group with {ENDS_PATH}); {_CREATE_HINT}")
