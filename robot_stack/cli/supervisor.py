@@ -65,6 +65,18 @@ def _describe(returncode: int) -> str:
         return f"code {returncode}"
 
 
+_ERROR_WORDS = ("error", "exception", "died", "failed", "fatal", "traceback")
+
+
+def _last_error_line(tail) -> str:
+    """The last line of a node's output that looks like the error, else its last non-empty line."""
+    lines = [ln.strip() for ln in tail if ln.strip()]
+    for ln in reversed(lines):
+        if any(w in ln.lower() for w in _ERROR_WORDS) and not ln.lower().startswith("traceback"):
+            return ln
+    return lines[-1] if lines else ""
+
+
 def _domain_port_free(domain_id: int) -> bool:
     # RTPS well-known ports: the first participant of domain d binds unicast metatraffic port
     # 7400 + 250*d + 10 exclusively; if we can bind it, nobody on this machine is on domain d yet.
@@ -218,11 +230,23 @@ class Supervisor:
         return None
 
     def check(self) -> None:
-        """Raise NodeDiedError (after stopping the other nodes) if a required node failed."""
+        """Raise NodeDiedError (after stopping the other nodes) if a required node failed; report (once) any
+        other node that exited, e.g. a learner marked `required: false` whose thread died."""
         err = self._failure()
         if err is not None:
             self.stop()
             raise err
+        self._report_exits()
+
+    def exited(self) -> dict[str, dict]:
+        """Nodes that exited on their own (not stopped by us): {name: {"code", "last_error", "log"}}."""
+        out = {}
+        for name, p in self._procs.items():
+            rc = p.popen.poll()
+            if rc is not None and not p.stopping:
+                out[name] = {"code": rc, "last_error": _last_error_line(p.tail) if rc else "",
+                             "log": str(p.log_path)}
+        return out
 
     def wait(self, timeout_s: float | None = None, poll_interval_s: float = 0.1) -> bool:
         """Block until every node has exited (True) or `timeout_s` passed (False).
@@ -247,8 +271,13 @@ class Supervisor:
             rc = p.popen.poll()
             if rc is not None and not p.reported and not p.stopping:
                 p.reported = True
-                what = "finished" if rc == 0 else f"exited with {_describe(rc)} (not required; the rest keep running)"
-                self._emit("up", f"node '{name}' {what}; log {p.log_path}")
+                if rc == 0:
+                    self._emit("up", f"node '{name}' finished; log {p.log_path}")
+                    continue
+                if p.reader is not None:
+                    p.reader.join(timeout=1.0)  # its last lines (the error) reach the tail first
+                self._emit("up", f"node '{name}' exited with {_describe(rc)} (not required; the rest keep "
+                                 f"running): {_last_error_line(p.tail) or '(no output)'}; log {p.log_path}")
 
     def _signal_group(self, p: _Proc, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group already exited
