@@ -259,3 +259,44 @@ def test_dead_required_learner_stops_the_graph(tmp_path, node_dir):
         with pytest.raises(NodeDiedError, match=r"node 'learner' exited with code 1[\s\S]*learner thread died"):
             sup.wait(timeout_s=60)
         assert not sup.alive("rig")
+
+
+ORDERED_NODE = """
+    import os, sys, time
+    name, log = sys.argv[1], os.environ["STOP_LOG"]
+    print("ready", flush=True)
+    try:
+        while True:
+            time.sleep(0.02)
+    except KeyboardInterrupt:
+        with open(log, "a") as f:
+            f.write(f"{name} {time.monotonic()}\\n")
+        time.sleep(0.2)  # a node takes a moment to shut down: the next phase must wait for it
+"""
+
+
+def test_teardown_stops_inference_first_and_the_rig_last(tmp_path):
+    """A12/T33: with the policy stopped first no action reaches the arm during shutdown (the arm's watchdog
+    holds); the rig goes last, after the recorder and learner."""
+    d = tmp_path / "ordered"
+    d.mkdir()
+    for module in ("sim_rig_node", "recorder_node", "learner_node", "inference_node"):
+        (d / f"{module}.py").write_text(textwrap.dedent(ORDERED_NODE))
+    stop_log = tmp_path / "stops.txt"
+    lines = ["description: ordered", "namespace: /test", "env:", f"  PYTHONPATH: {d}",
+             f"  STOP_LOG: {stop_log}", "nodes:"]
+    for module in ("sim_rig_node", "recorder_node", "learner_node", "inference_node"):  # profile order
+        name = module.removesuffix("_node")
+        lines += [f"  - name: {name}", f"    module: {module}", f"    executable: {name}", f"    args: [{name}]",
+                  "    required: true"]
+    path = tmp_path / "ordered.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    out = []
+    with Supervisor(path, log=out.append, log_dir=tmp_path / "logs", grace_s=5.0) as sup:
+        assert wait_for(lambda: sum(ln.endswith("] ready") for ln in out) == 4, 30)
+    assert sup.poll() == {"sim_rig": 0, "recorder": 0, "learner": 0, "inference": 0}
+    got = dict(ln.split() for ln in stop_log.read_text().splitlines())
+    t = {k: float(v) for k, v in got.items()}
+    assert t["inference"] + 0.15 < min(t["recorder"], t["learner"]), t  # after inference had exited
+    assert max(t["recorder"], t["learner"]) + 0.15 < t["sim_rig"], t
+    assert abs(t["recorder"] - t["learner"]) < 0.15, t  # one phase: signalled together, not one by one
