@@ -168,11 +168,12 @@ class PolicyRunner:
 
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         active = self._active
-        missing = [k for k in self.expected_schema.observation if k not in obs]
+        needed = self._policy.observation_keys()
+        missing = [k for k in needed if k not in obs]
         if missing:
             # The caller's wiring fault (assembler vs schema), not the policy's: raised so it is fixed,
             # instead of retiring a good checkpoint.
-            raise KeyError(f"observation lacks {missing}; the robot schema expects {sorted(self.expected_schema.observation)}")
+            raise KeyError(f"observation lacks {missing}; policy v{active.version} reads {sorted(needed)}")
         try:
             action = np.asarray(self._policy.select_action(obs), dtype=np.float32)
         except Exception as e:  # noqa: BLE001 - a policy bug must never kill the control loop
@@ -211,7 +212,8 @@ class PolicyRunner:
         bad = self._active
         self._stats.fallbacks += 1
         self._bad_in_row = 0
-        self._good = [u for u in self._good if u != bad]
+        with self._lock:
+            self._good = [u for u in self._good if u != bad]
         self._emit(EVENT_FAULT, make_active(bad, STATUS_REJECTED, reason))
         if self._previous is not None:
             policy, update = self._previous
@@ -248,10 +250,12 @@ class PolicyRunner:
         # After an explicit rollback the version rolled back from is not a fallback target.
         self._previous = None if rollback or self._policy is None else (self._policy, self._active)
         self._policy, self._active = policy, update
-        self._max_version[update.policy_type] = max(update.version, self._max_version.get(update.policy_type, 0))
-        self._good = [u for u in self._good if u.version != update.version] + [update]
-        if self.policy_type is None:
-            self.policy_type = update.policy_type
+        with self._lock:  # admission reads these on the loader thread
+            self._max_version[update.policy_type] = max(update.version,
+                                                        self._max_version.get(update.policy_type, 0))
+            self._good = [u for u in self._good if u.version != update.version] + [update]
+            if self.policy_type is None:
+                self.policy_type = update.policy_type
         self._bad_in_row = 0
         self._state, self._reason = STATE_ACTING, reason
         self._stats.swaps += 1
