@@ -227,7 +227,10 @@ class WidowX(Arm):
             if self.n_ik_failures == 1 or self.n_ik_failures % 25 == 0:
                 log.warning("no IK solution for the commanded pose (%d so far); holding. The target is outside "
                             "the WidowX's reach or joint limits: tighten rig.safety.workspace_*", self.n_ik_failures)
-        self._set_gripper(a[GRIPPER_INDEX] >= 0.5)
+        # Hysteresis (0.4 / 0.6): a policy output hovering at 0.5 must not toggle the gripper every tick and
+        # drop what it holds (review A5).
+        g = float(a[GRIPPER_INDEX])
+        self._set_gripper(True if g >= 0.6 else False if g <= 0.4 else self._gripper_open)
         sent[GRIPPER_INDEX] = 1.0 if self._gripper_open else 0.0
         return sent.astype(np.float32)
 

@@ -205,7 +205,7 @@ class Supervisor:
             for spec in self.profile.nodes:
                 log_path = self.log_dir / f"{spec.name}.log"
                 log_file = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
-                cmd = node_command(spec, self.python, self.profile.namespace)
+                cmd = node_command(spec, self.python, self.profile.namespace, env=self.env)
                 log_file.write(f"# {' '.join(cmd)}\n# ROS_DOMAIN_ID={self.domain_id}\n")
                 log_file.flush()
                 # Own session = own process group: a terminal Ctrl-C reaches only us, and stop() can
