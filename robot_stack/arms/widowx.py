@@ -128,6 +128,9 @@ class WidowX(Arm):
         core = self.bot.core
         core.robot_torque_enable("group", c.group_name, True)
         core.robot_torque_enable("single", c.gripper_name, True)
+        if not c.max_effort:
+            log.warning("WidowX effort guard is OFF (max_effort empty): set max_effort in calibration/<rig>/arm.yaml "
+                        "(see calibration/examples/widowx/arm.yaml) so a blocked arm stops itself")
         self.check_motors(reboot=True)
         # The one register write of the session: from here on every step is a plain publish.
         self.bot.arm.set_trajectory_time(moving_time=c.moving_time_s, accel_time=c.accel_time_s)
