@@ -91,8 +91,8 @@ class ArmNode(Node):
         engage = bool(req.data)
         self.controller.set_estop(engage, "e-stop service", caller="estop service")
         self.pub_estop.publish(Bool(data=engage))  # latched, so late joiners see the stop too
-        (self.get_logger().warning if engage else self.get_logger().info)(
-            f"e-stop {'engaged' if engage else 'RELEASED'} through the estop service")
+        # One severity per call site: rclpy refuses to change a call site's severity between calls.
+        self.get_logger().warning(f"e-stop {'engaged' if engage else 'RELEASED'} through the estop service")
         self._publish_status(self.controller.reason)
         resp.success, resp.message = True, self.controller.status
         return resp
