@@ -73,8 +73,12 @@ class InferenceNode(Node):
     def on_runner_event(self, kind: str, payload) -> None:
         """Runner events ('activated' on the control thread, 'rejected' on the loader thread)."""
         self.pub_active.publish(String(data=payload.to_json()))
-        level = self.get_logger().info if payload.status == "ok" else self.get_logger().error
-        level(f"policy v{payload.version} {kind}{': ' + payload.reason if payload.reason else ''}")
+        line = f"policy v{payload.version} {kind}{': ' + payload.reason if payload.reason else ''}"
+        # Two call sites: rclpy refuses to change one call site's severity between calls.
+        if payload.status == "ok":
+            self.get_logger().info(line)
+        else:
+            self.get_logger().error(line)
         if kind == "fault":
             self._publish_status()  # say why right away, not at the next 1 s status tick
 
