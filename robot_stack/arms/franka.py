@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -118,6 +119,12 @@ class Franka(Arm):
         self._reference: np.ndarray | None = None  # (4, 4) the impedance target last written
         self._gripper_open = True
         self._gripper_sent = False
+        # Gripper moves run on a worker thread of our own, latest target wins: franky's *_async calls block
+        # the caller while a previous hand move is still running (measured against franky-sim: the control
+        # tick stalled for seconds), while its blocking calls release the GIL.
+        self._gripper_want: bool | None = None
+        self._gripper_cv = threading.Condition()
+        self._gripper_thread: threading.Thread | None = None
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -238,13 +245,31 @@ class Franka(Arm):
         # Franka Hand moves are slow (~1 s): asynchronous, and only on a change of the binary target.
         if open_ == self._gripper_open and self._gripper_sent:
             return
-        c = self.config
-        if open_:
-            self.gripper.move_async(c.gripper_max_width_m, c.gripper_speed_mps)
-        else:
-            self.gripper.grasp_async(0.0, c.gripper_speed_mps, c.gripper_force_n, epsilon_inner=0.005,
-                                     epsilon_outer=c.gripper_max_width_m)
+        with self._gripper_cv:
+            self._gripper_want = open_
+            self._gripper_cv.notify()
+        if self._gripper_thread is None or not self._gripper_thread.is_alive():
+            self._gripper_thread = threading.Thread(target=self._gripper_worker, args=(self.gripper,),
+                                                    name="franka-gripper", daemon=True)
+            self._gripper_thread.start()
         self._gripper_open, self._gripper_sent = open_, True
+
+    def _gripper_worker(self, gripper) -> None:
+        c = self.config
+        while True:
+            with self._gripper_cv:
+                while self._gripper_want is None:
+                    if not self._gripper_cv.wait(timeout=5.0) and self.gripper is not gripper:
+                        return  # disconnected
+                want, self._gripper_want = self._gripper_want, None
+            try:
+                if want:
+                    gripper.move(c.gripper_max_width_m, c.gripper_speed_mps)
+                else:
+                    gripper.grasp(0.0, c.gripper_speed_mps, c.gripper_force_n, epsilon_inner=0.005,
+                                  epsilon_outer=c.gripper_max_width_m)
+            except Exception as e:  # noqa: BLE001 - a failed grasp (nothing in the hand) is not an arm fault
+                log.warning("Franka hand %s failed: %s", "open" if want else "grasp", e)
 
     def go_home(self) -> None:
         """Joint-space move to the home pose (blocking, slow), then the impedance tracker again at the
