@@ -57,7 +57,7 @@ def test_rig_node_drives_franky_sim_within_limits(rig_client, monkeypatch, tmp_p
     overrides = ["rig=sim_franky", f"rig.arm.ip={host}", f"rig.control_hz={CONTROL_HZ}"]
     rig = load_config(overrides).rig
     cfg = SafetyConfig.from_mapping(OmegaConf.to_container(rig.safety, resolve=True))
-    log = open(tmp_path / "rig.log", "w")
+    log = open(tmp_path / "rig.log", "w")  # noqa: SIM115 - the rig process writes it; closed in finally
     proc = subprocess.Popen([sys.executable, "-m", "robot_stack.ros.rig_node", *overrides],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
 
