@@ -42,6 +42,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_sim.py
 	$(BIN)/python benchmarks/bench_store.py
 	$(BIN)/python benchmarks/bench_learner.py
+	$(BIN)/python benchmarks/bench_safety.py
 	$(MAKE) bench-learning
 
 # Learning evidence, tiers 0-1 x 3 seeds (~70 min on 2 cores): benchmarks/results/learning.{md,json,png}.

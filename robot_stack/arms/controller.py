@@ -88,6 +88,10 @@ class ArmController:
         try:
             action = validate_command(names, values, self.arm.action_space)
             age_ms = (now_ns - stamp_ns) / 1e6
+            if age_ms < -self.safety.max_command_age_ms:
+                raise CommandRejected(
+                    f"command from {source} answers an observation {-age_ms:.0f} ms in the future: the sender's "
+                    "clock is off or it invents stamps; echo the observation's stamp")
             if age_ms > self.safety.max_command_age_ms:
                 raise CommandRejected(
                     f"stale command from {source}: it answers an observation {age_ms:.0f} ms old "

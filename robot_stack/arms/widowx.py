@@ -128,6 +128,9 @@ class WidowX(Arm):
         core = self.bot.core
         core.robot_torque_enable("group", c.group_name, True)
         core.robot_torque_enable("single", c.gripper_name, True)
+        if not c.max_effort:
+            log.warning("WidowX effort guard is OFF (max_effort empty): set max_effort in calibration/<rig>/arm.yaml "
+                        "(see calibration/examples/widowx/arm.yaml) so a blocked arm stops itself")
         self.check_motors(reboot=True)
         # The one register write of the session: from here on every step is a plain publish.
         self.bot.arm.set_trajectory_time(moving_time=c.moving_time_s, accel_time=c.accel_time_s)
@@ -227,7 +230,10 @@ class WidowX(Arm):
             if self.n_ik_failures == 1 or self.n_ik_failures % 25 == 0:
                 log.warning("no IK solution for the commanded pose (%d so far); holding. The target is outside "
                             "the WidowX's reach or joint limits: tighten rig.safety.workspace_*", self.n_ik_failures)
-        self._set_gripper(a[GRIPPER_INDEX] >= 0.5)
+        # Hysteresis (0.4 / 0.6): a policy output hovering at 0.5 must not toggle the gripper every tick and
+        # drop what it holds (review A5).
+        g = float(a[GRIPPER_INDEX])
+        self._set_gripper(True if g >= 0.6 else False if g <= 0.4 else self._gripper_open)
         sent[GRIPPER_INDEX] = 1.0 if self._gripper_open else 0.0
         return sent.astype(np.float32)
 

@@ -254,9 +254,18 @@ def ros_args(namespace: str) -> list[str]:
     return ["--ros-args", "-r", f"__ns:={namespace}"] if namespace and namespace != "/" else []
 
 
-def node_command(node: NodeSpec, python: str = sys.executable, namespace: str | None = None) -> list[str]:
-    """`[python, -m, module, *args]` (+ the namespace remap when `namespace` is given)."""
-    return [python, "-m", node.module, *node.args, *(ros_args(namespace) if namespace else [])]
+def node_command(node: NodeSpec, python: str = sys.executable, namespace: str | None = None,
+                 env: Mapping[str, str] | None = None) -> list[str]:
+    """`[python, -m, module, *args]` (+ the namespace remap when `namespace` is given).
+
+    With ROS 2 security on (`ROS_SECURITY_ENABLE=true` in `env`, keystore in `ROS_SECURITY_KEYSTORE`), each node
+    runs in its own SROS2 enclave `/robot_stack/<node name>`, so the keystore's per-enclave permissions decide
+    who may publish `action`, call `estop`/`arm/enable` or push `policy_update` (README, "Who may command the arm").
+    """
+    extra = list(ros_args(namespace)) if namespace else []
+    if env is not None and str(env.get("ROS_SECURITY_ENABLE", "")).lower() == "true":
+        extra = (extra or ["--ros-args"]) + ["--enclave", f"/robot_stack/{node.name}"]
+    return [python, "-m", node.module, *node.args, *extra]
 
 
 def ros_env(profile: Profile, base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -8,7 +8,8 @@ the same profile the launch files read (robot_stack/cli/profiles.py).
       │            env = os.environ + profile env + ROS_DOMAIN_ID
       └─ per node: reader thread ── "[name] line" ──► log callable (stdout)  and  <log_dir>/<name>.log
     wait()/check(): a required node exiting non-zero ─► stop() the rest ─► NodeDiedError(name, code, last lines)
-    stop(): SIGINT every process group ─(grace_s)─► SIGTERM ─(term_grace_s)─► SIGKILL: nothing is left running
+    stop(): in phases: inference/teleop, then recorder/learner/..., then the rig (stop_phase); per phase
+            SIGINT its process groups ─(grace_s)─► SIGTERM ─(term_grace_s)─► SIGKILL: nothing is left running
 
 From Python (the demo, the HIL tests):
 
@@ -65,6 +66,18 @@ def _describe(returncode: int) -> str:
         return f"code {returncode}"
 
 
+_ERROR_WORDS = ("error", "exception", "died", "failed", "fatal", "traceback")
+
+
+def _last_error_line(tail) -> str:
+    """The last line of a node's output that looks like the error, else its last non-empty line."""
+    lines = [ln.strip() for ln in tail if ln.strip()]
+    for ln in reversed(lines):
+        if any(w in ln.lower() for w in _ERROR_WORDS) and not ln.lower().startswith("traceback"):
+            return ln
+    return lines[-1] if lines else ""
+
+
 def _domain_port_free(domain_id: int) -> bool:
     # RTPS well-known ports: the first participant of domain d binds unicast metatraffic port
     # 7400 + 250*d + 10 exclusively; if we can bind it, nobody on this machine is on domain d yet.
@@ -93,6 +106,20 @@ def pick_domain_id(given: int | None = None, env: Mapping[str, str] | None = Non
             return candidate
         candidate = rng.randint(1, 100)
     return candidate
+
+
+# Teardown order (review A12): first the nodes that command the arm, so no action arrives once shutdown
+# starts and the arm node's watchdog holds the arm; the rig, which owns the arm, last, after everything that
+# records or learns from it has exited. Matched on the module's last component, so a copy of a node under
+# another package (tests, site packages) stops in the same phase.
+_STOP_FIRST = ("inference_node", "teleop_node", "practice_node")
+_STOP_LAST = ("rig_node", "sim_rig_node", "arm_node", "camera_node")
+
+
+def stop_phase(module: str) -> int:
+    """0: stopped first (commands the arm), 1: the rest, 2: stopped last (the rig)."""
+    last = module.rsplit(".", 1)[-1]
+    return 0 if last in _STOP_FIRST else 2 if last in _STOP_LAST else 1
 
 
 class _Proc:
@@ -178,7 +205,7 @@ class Supervisor:
             for spec in self.profile.nodes:
                 log_path = self.log_dir / f"{spec.name}.log"
                 log_file = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
-                cmd = node_command(spec, self.python, self.profile.namespace)
+                cmd = node_command(spec, self.python, self.profile.namespace, env=self.env)
                 log_file.write(f"# {' '.join(cmd)}\n# ROS_DOMAIN_ID={self.domain_id}\n")
                 log_file.flush()
                 # Own session = own process group: a terminal Ctrl-C reaches only us, and stop() can
@@ -218,11 +245,23 @@ class Supervisor:
         return None
 
     def check(self) -> None:
-        """Raise NodeDiedError (after stopping the other nodes) if a required node failed."""
+        """Raise NodeDiedError (after stopping the other nodes) if a required node failed; report (once) any
+        other node that exited, e.g. a learner marked `required: false` whose thread died."""
         err = self._failure()
         if err is not None:
             self.stop()
             raise err
+        self._report_exits()
+
+    def exited(self) -> dict[str, dict]:
+        """Nodes that exited on their own (not stopped by us): {name: {"code", "last_error", "log"}}."""
+        out = {}
+        for name, p in self._procs.items():
+            rc = p.popen.poll()
+            if rc is not None and not p.stopping:
+                out[name] = {"code": rc, "last_error": _last_error_line(p.tail) if rc else "",
+                             "log": str(p.log_path)}
+        return out
 
     def wait(self, timeout_s: float | None = None, poll_interval_s: float = 0.1) -> bool:
         """Block until every node has exited (True) or `timeout_s` passed (False).
@@ -247,8 +286,13 @@ class Supervisor:
             rc = p.popen.poll()
             if rc is not None and not p.reported and not p.stopping:
                 p.reported = True
-                what = "finished" if rc == 0 else f"exited with {_describe(rc)} (not required; the rest keep running)"
-                self._emit("up", f"node '{name}' {what}; log {p.log_path}")
+                if rc == 0:
+                    self._emit("up", f"node '{name}' finished; log {p.log_path}")
+                    continue
+                if p.reader is not None:
+                    p.reader.join(timeout=1.0)  # its last lines (the error) reach the tail first
+                self._emit("up", f"node '{name}' exited with {_describe(rc)} (not required; the rest keep "
+                                 f"running): {_last_error_line(p.tail) or '(no output)'}; log {p.log_path}")
 
     def _signal_group(self, p: _Proc, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # the whole group already exited
@@ -263,21 +307,13 @@ class Supervisor:
         return left
 
     def stop(self) -> dict[str, int | None]:
-        """Stop every node: SIGINT, then SIGTERM after grace_s, then SIGKILL. Idempotent. Returns exit codes."""
+        """Stop every node, in teardown order (see `stop_phase`): per phase SIGINT, then SIGTERM after grace_s,
+        then SIGKILL. Idempotent. Returns exit codes."""
         procs = list(self._procs.values())
         for p in procs:
             p.stopping = p.stopping or p.popen.poll() is None  # nodes that already exited keep their status
-        left = [p for p in procs if p.popen.poll() is None]
-        # SIGINT first: rclpy nodes shut down cleanly (the recorder discards an unfinished episode).
-        for p in left:
-            self._signal_group(p, signal.SIGINT)
-        left = self._wait_exit(left, self.grace_s)
-        for p in left:
-            self._signal_group(p, signal.SIGTERM)
-        left = self._wait_exit(left, self.term_grace_s)
-        for p in left:
-            self._signal_group(p, signal.SIGKILL)
-        self._wait_exit(left, 5.0)
+        for phase in sorted({stop_phase(p.spec.module) for p in procs}):
+            self._stop_group([p for p in procs if stop_phase(p.spec.module) == phase])
         for p in procs:
             # Anything the node spawned that outlived it is still in its process group.
             self._signal_group(p, signal.SIGKILL)
@@ -293,6 +329,19 @@ class Supervisor:
                     os.environ[k] = v
             self._saved_env = None
         return self.poll()
+
+    def _stop_group(self, procs: list[_Proc]) -> None:
+        left = [p for p in procs if p.popen.poll() is None]
+        # SIGINT first: rclpy nodes shut down cleanly (the recorder discards an unfinished episode).
+        for p in left:
+            self._signal_group(p, signal.SIGINT)
+        left = self._wait_exit(left, self.grace_s)
+        for p in left:
+            self._signal_group(p, signal.SIGTERM)
+        left = self._wait_exit(left, self.term_grace_s)
+        for p in left:
+            self._signal_group(p, signal.SIGKILL)
+        self._wait_exit(left, 5.0)
 
     def __enter__(self) -> Supervisor:
         return self.start()

@@ -8,7 +8,20 @@
                        ─► select_action(obs) ─► float32 (A,) physical action, or None (no policy / non-finite)
 
 Loading, hashing and the first forward pass run on the loader thread, so a tick only ever pays for one
-pointer swap. Events go to `events` (a queue the ROS node drains) and to the optional `on_event(kind,
+pointer swap.
+
+Admission (checked in request_load, before anything is read; DESIGN §3 "Checkpoints"):
+  - the checkpoint directory, and every file in it after resolving symlinks and `..`, lies under one of the
+    configured `checkpoint_roots` (a path outside them is refused, naming the path and the roots);
+  - its policy_type is the configured one (or, if none is configured, the active one's);
+  - its version is above every version activated so far for that policy type: versions only move forward,
+    and `rollback()` is the only way back.
+
+Runtime faults (DESIGN §3 "Policy interface": never kill the node). An exception in select_action, or
+`max_bad_actions` non-finite / misshapen / out-of-limits actions in a row, make step() return None for
+that tick (the arm's watchdog holds) and fall back to the version that ran before the last swap ("fault"
+event, then "activated" for the fallback). With no such version the runner disables itself and holds
+until a new version is loaded; `health()` says which and why. Events go to `events` (a queue the ROS node drains) and to the optional `on_event(kind,
 payload)` callback; "activated" is emitted on the control thread inside step(), "rejected" on the loader
 thread, so a callback must be quick and thread-safe (a ROS publish is). ROS-free; the inference node is
 an adapter over this class.
@@ -17,10 +30,11 @@ an adapter over this class.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +58,11 @@ log = logging.getLogger(__name__)
 
 EVENT_ACTIVATED = "activated"
 EVENT_REJECTED = "rejected"
+EVENT_FAULT = "fault"          # the active version failed at runtime; it was replaced or the runner disabled
+
+STATE_NO_POLICY = "no_policy"  # nothing loaded yet
+STATE_ACTING = "acting"
+STATE_DISABLED = "disabled_holding"  # the active version faulted and there was no good version to go back to
 # Slack on the first-action bounds check: float32 round-off at the ends of [q01, q99], not a safety margin.
 _BOUND_TOLERANCE = 1e-4
 
@@ -55,7 +74,9 @@ class RunnerStats:
     ticks: int = 0                  # step() calls
     swaps: int = 0                  # policies activated
     rejected: int = 0               # updates refused (hash, schema, load or first forward pass)
-    held_nonfinite: int = 0         # ticks whose action was non-finite or misshapen, so not returned
+    held_nonfinite: int = 0         # ticks whose action was non-finite, misshapen or out of limits, so not returned
+    policy_exceptions: int = 0      # ticks whose select_action raised
+    fallbacks: int = 0              # runtime faults that replaced the active version (or disabled the runner)
     max_step_latency_s: float = 0.0
     last_step_latency_s: float = 0.0
 
@@ -83,11 +104,28 @@ class PolicyRunner:
     action_limits: optional physical (low, high), (A,) each, every first action must lie in (e.g. the arm's
     per-step clamp); the policy's own normaliser bounds are always checked.
     loader: how a checkpoint is loaded (`load_policy`); tests wrap it to control timing.
+    checkpoint_roots: directories every policy_update path must resolve into (see module docstring). None
+    disables the confinement (offline tools and tests that build their own checkpoints); the inference node
+    always passes the profile's roots.
+    policy_type: the only policy type accepted; None pins the type of the first activated version.
+    max_bad_actions: non-finite / out-of-limits actions in a row before the runner falls back (>= 1).
     """
 
     def __init__(self, expected_schema: PolicySchema, device: str = "cpu",
                  on_event: Callable[[str, PolicyActive], None] | None = None,
-                 action_limits: tuple[np.ndarray, np.ndarray] | None = None, loader: Loader = load_policy):
+                 action_limits: tuple[np.ndarray, np.ndarray] | None = None, loader: Loader = load_policy,
+                 checkpoint_roots: Sequence[str | Path] | None = None, policy_type: str | None = None,
+                 max_bad_actions: int = 3):
+        if int(max_bad_actions) < 1:
+            raise ValueError(f"max_bad_actions must be >= 1, got {max_bad_actions}; 1 falls back on the first bad "
+                             "action, 3 tolerates two isolated glitches")
+        self.checkpoint_roots = None if checkpoint_roots is None else tuple(
+            os.path.realpath(os.fspath(r)) for r in checkpoint_roots)
+        if self.checkpoint_roots is not None and not self.checkpoint_roots:
+            raise ValueError("checkpoint_roots is empty, so every policy_update would be refused; name at least "
+                             "one directory (inference.checkpoint_roots) or pass None to disable confinement")
+        self.policy_type = policy_type or None
+        self.max_bad_actions = int(max_bad_actions)
         self.expected_schema = expected_schema
         self.device = device
         self.on_event = on_event
@@ -97,10 +135,18 @@ class PolicyRunner:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pending: PolicyUpdate | None = None      # newest requested, not yet picked up by the loader
+        self._pending_rollback: tuple[bool, str] = (False, "")  # (is it a rollback, reason) of `_pending`
         self._loading = False
-        self._staged: tuple[Policy, PolicyUpdate] | None = None
+        self._staged: tuple[Policy, PolicyUpdate, str, bool] | None = None
         self._policy: Policy | None = None
         self._active: PolicyUpdate | None = None
+        # The version that ran before the last swap, kept loaded so a runtime fault falls back within a tick.
+        self._previous: tuple[Policy, PolicyUpdate] | None = None
+        self._good: list[PolicyUpdate] = []            # activated and not faulted, oldest first (rollback targets)
+        self._max_version: dict[str, int] = {}         # highest version ever activated, per policy type
+        self._bad_in_row = 0
+        self._state = STATE_NO_POLICY
+        self._reason = ""
         self._stats = RunnerStats()
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -113,16 +159,83 @@ class PolicyRunner:
         self.activate_staged()
         action = None
         if self._policy is not None:
-            action = np.asarray(self._policy.select_action(obs), dtype=np.float32)
-            if action.shape != self.expected_schema.action.shape or not np.all(np.isfinite(action)):
-                self._stats.held_nonfinite += 1
-                log.error("policy v%d produced %s; holding (no action this tick)", self._active.version, action)
-                action = None
+            action = self._act(obs)
         latency = time.perf_counter() - t0
         self._stats.ticks += 1
         self._stats.last_step_latency_s = latency
         self._stats.max_step_latency_s = max(self._stats.max_step_latency_s, latency)
         return action
+
+    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
+        active = self._active
+        needed = self._policy.observation_keys()
+        missing = [k for k in needed if k not in obs]
+        if missing:
+            # The caller's wiring fault (assembler vs schema), not the policy's: raised so it is fixed,
+            # instead of retiring a good checkpoint.
+            raise KeyError(f"observation lacks {missing}; policy v{active.version} reads {sorted(needed)}")
+        try:
+            action = np.asarray(self._policy.select_action(obs), dtype=np.float32)
+        except Exception as e:  # noqa: BLE001 - a policy bug must never kill the control loop
+            self._stats.policy_exceptions += 1
+            log.exception("policy %s v%d raised in select_action; holding this tick", active.policy_type,
+                          active.version)
+            self._fault(f"select_action raised {type(e).__name__}: {e}")
+            return None
+        problem = self._action_problem(action)
+        if problem is None:
+            self._bad_in_row = 0
+            return action
+        self._stats.held_nonfinite += 1
+        self._bad_in_row += 1
+        log.error("policy v%d produced %s (%s, %d in a row); holding (no action this tick)", active.version,
+                  action.tolist(), problem, self._bad_in_row)
+        if self._bad_in_row >= self.max_bad_actions:
+            self._fault(f"{self._bad_in_row} bad actions in a row, last {problem}")
+        return None
+
+    def _action_problem(self, action: np.ndarray) -> str | None:
+        if action.shape != self.expected_schema.action.shape:
+            return f"shape {action.shape}, expected {self.expected_schema.action.shape}"
+        if not np.all(np.isfinite(action)):
+            return "non-finite"
+        if self.action_limits is not None:
+            low, high = self.action_limits
+            tol = _BOUND_TOLERANCE * (1.0 + np.maximum(np.abs(low), np.abs(high)))
+            bad = np.flatnonzero((action < low - tol) | (action > high + tol))
+            if bad.size:
+                return f"outside the runner's action limits in dims {bad.tolist()}"
+        return None
+
+    def _fault(self, reason: str) -> None:
+        """The active version failed at runtime: fall back to the one before it, or disable and hold."""
+        bad = self._active
+        self._stats.fallbacks += 1
+        self._bad_in_row = 0
+        with self._lock:
+            self._good = [u for u in self._good if u != bad]
+        self._emit(EVENT_FAULT, make_active(bad, STATUS_REJECTED, reason))
+        if self._previous is not None:
+            policy, update = self._previous
+            self._previous = None
+            policy.reset()
+            self._policy, self._active = policy, update
+            self._state = STATE_ACTING
+            self._reason = f"v{bad.version} faulted ({reason}); fell back to v{update.version}"
+            log.error("policy %s v%d faulted (%s); fell back to v%d", bad.policy_type, bad.version, reason,
+                      update.version)
+            self._emit(EVENT_ACTIVATED, make_active(update, STATUS_OK, self._reason))
+        else:
+            self._policy = None
+            self._state = STATE_DISABLED
+            self._reason = (f"v{bad.version} faulted ({reason}) and no earlier good version is loaded; holding "
+                            "with no policy until a new version arrives on policy_update")
+            log.error("policy %s", self._reason)
+
+    def health(self) -> dict:
+        """{"state": no_policy | acting | disabled_holding, "reason": why (after a fault or rollback),
+        "good_versions": rollback targets} for inference/status."""
+        return {"state": self._state, "reason": self._reason, "good_versions": sorted(u.version for u in self._good)}
 
     def activate_staged(self) -> bool:
         """Swap in a verified, staged policy now. Call only from the control thread between ticks: `step()`
@@ -132,12 +245,23 @@ class PolicyRunner:
             staged, self._staged = self._staged, None
         if staged is None:
             return False
-        policy, update = staged
+        policy, update, reason, rollback = staged
         policy.reset()
+        # After an explicit rollback the version rolled back from is not a fallback target.
+        self._previous = None if rollback or self._policy is None else (self._policy, self._active)
         self._policy, self._active = policy, update
+        with self._lock:  # admission reads these on the loader thread
+            self._max_version[update.policy_type] = max(update.version,
+                                                        self._max_version.get(update.policy_type, 0))
+            self._good = [u for u in self._good if u.version != update.version] + [update]
+            if self.policy_type is None:
+                self.policy_type = update.policy_type
+        self._bad_in_row = 0
+        self._state, self._reason = STATE_ACTING, reason
         self._stats.swaps += 1
-        log.info("activated policy %s v%d (%s)", update.policy_type, update.version, update.path)
-        self._emit(EVENT_ACTIVATED, make_active(update, STATUS_OK))
+        log.info("activated policy %s v%d (%s)%s", update.policy_type, update.version, update.path,
+                 f": {reason}" if reason else "")
+        self._emit(EVENT_ACTIVATED, make_active(update, STATUS_OK, reason))
         return True
 
     @property
@@ -153,17 +277,87 @@ class PolicyRunner:
         return replace(self._stats)
 
     # ---- loading ----------------------------------------------------------------------------------
-    def request_load(self, update: PolicyUpdate) -> None:
+    def request_load(self, update: PolicyUpdate) -> bool:
         """Queue `update` for loading in the background; a newer request replaces one not yet started.
-        Re-announcements of the active version (transient-local topics replay) are ignored."""
+        Re-announcements of the active version (transient-local topics replay) are ignored. An update that
+        fails admission (root, policy type, version; see module docstring) is refused right here with a
+        "rejected" event. Returns True if the update was queued."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("PolicyRunner is closed")
             if self._active is not None and (update.version, update.sha256) == (self._active.version,
                                                                                  self._active.sha256):
                 log.debug("policy v%d is already active; ignoring the repeated update", update.version)
-                return
+                return False
+            refusal = self._admission_problem(update, rollback=False)
+        if refusal is not None:
+            self._refuse(update, refusal)
+            return False
+        self._queue(update, rollback=False)
+        return True
+
+    def rollback(self, version: int | None = None, caller: str = "unknown") -> PolicyUpdate:
+        """Go back to an earlier good version: the one before the active one, or `version`. The only way a
+        version can move backwards; logged with `caller`. The load is verified like any other and swapped in
+        between two ticks. Returns the update being loaded; raises ValueError naming the choices if none fits."""
+        with self._lock:
+            active = self._active
+            candidates = [u for u in self._good if active is None or u.version != active.version]
+            if version is not None:
+                candidates = [u for u in candidates if u.version == version]
+            if not candidates:
+                have = sorted(u.version for u in self._good)
+                raise ValueError(f"no good version to roll back to{f' named v{version}' if version else ''}: "
+                                 f"active v{None if active is None else active.version}, good versions {have}; "
+                                 "announce a checkpoint on policy_update instead")
+            target = candidates[-1] if version is None else candidates[0]
+            refusal = self._admission_problem(target, rollback=True)
+        if refusal is not None:
+            raise ValueError(f"rollback to v{target.version} refused: {refusal}")
+        log.warning("rollback requested by %s: v%s -> v%d (%s)", caller, None if active is None else active.version,
+                    target.version, target.path)
+        self._queue(target, rollback=True, reason=f"rollback by {caller} from v"
+                                                  f"{None if active is None else active.version}")
+        return target
+
+    def _admission_problem(self, update: PolicyUpdate, rollback: bool) -> str | None:
+        """Why `update` may not be loaded (None if it may). Called with the lock held; reads no files
+        other than resolving the path."""
+        if self.policy_type is not None and update.policy_type != self.policy_type:
+            return (f"policy_type {update.policy_type!r} is not the configured {self.policy_type!r}; deploy a "
+                    f"{self.policy_type} checkpoint or restart inference with inference.policy_type="
+                    f"{update.policy_type}")
+        if not rollback:
+            ceiling = self._max_version.get(update.policy_type, 0)
+            if update.version <= ceiling:
+                return (f"version {update.version} is not newer than v{ceiling}, the newest {update.policy_type} "
+                        "already activated; versions only move forward, go back with the inference/rollback "
+                        "service")
+        return self._confinement_problem(update.path)
+
+    def _confinement_problem(self, path: str) -> str | None:
+        if self.checkpoint_roots is None:
+            return None
+        if not os.path.isabs(path):
+            return (f"path {path!r} is relative; policy_update must carry an absolute path under one of the "
+                    f"checkpoint roots {list(self.checkpoint_roots)}")
+        real = os.path.realpath(path)
+        if not any(_is_within(real, root) for root in self.checkpoint_roots):
+            return (f"path {path!r} (resolves to {real!r}) is outside the allowed checkpoint roots "
+                    f"{list(self.checkpoint_roots)}; save checkpoints under one of them or add its root to "
+                    "inference.checkpoint_roots")
+        return None
+
+    def _refuse(self, update: PolicyUpdate, reason: str) -> None:
+        self._stats.rejected += 1
+        log.error("refused policy %s v%d (%s): %s; keeping v%s", update.policy_type, update.version, update.path,
+                  reason, self.active_version)
+        self._emit(EVENT_REJECTED, make_active(update, STATUS_REJECTED, reason))
+
+    def _queue(self, update: PolicyUpdate, rollback: bool, reason: str = "") -> None:
+        with self._lock:
             self._pending = update
+            self._pending_rollback = (rollback, reason)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._load_loop, name="policy-loader", daemon=True)
                 self._thread.start()
@@ -195,8 +389,13 @@ class PolicyRunner:
                 if self._closed:
                     return
                 update, self._pending = self._pending, None
+                rollback, reason = self._pending_rollback
                 self._loading = True
             try:
+                with self._lock:  # re-checked: a newer version may have been activated since it was queued
+                    refusal = self._admission_problem(update, rollback=rollback)
+                if refusal is not None:
+                    raise CheckpointError(refusal)
                 policy = self._load_and_check(update)
             except Exception as e:  # noqa: BLE001 - any failure rejects this checkpoint, never the runner
                 reason = f"{type(e).__name__}: {e}"
@@ -207,12 +406,25 @@ class PolicyRunner:
                 policy = None
             with self._lock:
                 if policy is not None:
-                    self._staged = (policy, update)
+                    self._staged = (policy, update, reason, rollback)
                 self._loading = False
                 self._wake.notify_all()
 
     def _load_and_check(self, update: PolicyUpdate) -> Policy:
         path = Path(update.path)
+        if self.checkpoint_roots is not None:
+            # Resolve once and load from the resolved directory, so a symlink swapped after the admission
+            # check cannot redirect the load; every file in it must resolve under the roots too (a symlinked
+            # model.safetensors pointing elsewhere is refused).
+            path = Path(os.path.realpath(path))
+            problem = self._confinement_problem(str(path))
+            for f in sorted(path.rglob("*")) if problem is None else ():
+                if not any(_is_within(os.path.realpath(f), r) for r in self.checkpoint_roots):
+                    problem = (f"{f} resolves to {os.path.realpath(f)!r}, outside the allowed checkpoint roots "
+                               f"{list(self.checkpoint_roots)}; copy the file into the checkpoint instead of linking")
+                    break
+            if problem is not None:
+                raise CheckpointError(problem)
         actual = sha256_file(path / MANIFEST_FILE) if (path / MANIFEST_FILE).is_file() else "(missing)"
         if actual != update.sha256:
             raise CheckpointError(f"{path / MANIFEST_FILE}: sha256 {actual[:12]}… is not the announced "
@@ -251,3 +463,11 @@ class PolicyRunner:
                 self.on_event(kind, payload)
             except Exception:  # a failing reporter must not stop control or loading
                 log.exception("on_event callback failed for %s", kind)
+
+
+def _is_within(path: str, root: str) -> bool:
+    """True if the (already resolved) `path` is `root` or below it."""
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives / mixed absolute and relative
+        return False

@@ -8,18 +8,23 @@
 
 One tick per new state (the arm publishes state once per control step). A state the policy could not
 answer (frames late, policy not ready) while enabled is counted as a missed tick; with no action the
-arm node's watchdog holds the arm. Thin adapter over `robot_stack.inference.PolicyRunner`.
+arm node's watchdog holds the arm. Thin adapter over `robot_stack.inference.PolicyRunner`, which also
+owns the safety rules (checkpoint roots, forward-only versions, runtime fallback): a policy that raises or
+emits bad actions never takes this node down (review B4/B5, DESIGN §3), and `inference/status` says
+what happened. `inference/rollback` (std_srvs/Trigger) goes back to the previous good version, the only
+way a version moves backwards; every call is logged.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import String
-from std_srvs.srv import SetBool
+from std_srvs.srv import SetBool, Trigger
 
 from robot_stack.ros import conversions as conv
 from robot_stack.ros.qos import COMMAND, LATCHED, STATUS
@@ -43,6 +48,9 @@ class InferenceNode(Node):
         subscribe_observations(self, assembler, cameras, on_state=self._on_observation)
         self.create_subscription(String, "policy_update", self._on_update, LATCHED)
         self.create_service(SetBool, "inference/enable", self._on_enable)
+        self.create_service(Trigger, "inference/rollback", self._on_rollback)
+        self.step_errors = 0
+        self._last_error = ""
         self.create_timer(1.0, self._publish_status)
         # While disabled nothing ticks, so a staged policy is swapped in here (same thread as the ticks).
         self.create_timer(0.1, self._activate_when_idle)
@@ -66,7 +74,9 @@ class InferenceNode(Node):
         """Runner events ('activated' on the control thread, 'rejected' on the loader thread)."""
         self.pub_active.publish(String(data=payload.to_json()))
         level = self.get_logger().info if payload.status == "ok" else self.get_logger().error
-        level(f"policy v{payload.version} {payload.status}{': ' + payload.reason if payload.reason else ''}")
+        level(f"policy v{payload.version} {kind}{': ' + payload.reason if payload.reason else ''}")
+        if kind == "fault":
+            self._publish_status()  # say why right away, not at the next 1 s status tick
 
     def _on_observation(self, state_stamp: int | None) -> None:
         if state_stamp is not None:  # a new state arrived
@@ -81,7 +91,14 @@ class InferenceNode(Node):
         obs = self.assembler.observation(t)
         if obs is None:
             return
-        action = self.runner.step(obs)
+        try:
+            action = self.runner.step(obs)
+        except Exception as e:  # noqa: BLE001 - wiring faults (assembler vs schema) hold, never kill the node
+            self.step_errors += 1
+            self._last_error = f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"inference tick failed, holding (no action): {self._last_error}")
+            self._acted_stamp = t  # one report per state, not one per image
+            return
         if action is None:
             return
         active = self.runner.active
@@ -97,12 +114,31 @@ class InferenceNode(Node):
         resp.message = f"inference {'enabled' if self.enabled else 'disabled'}; active policy v{self.runner.active_version}"
         return resp
 
-    def _publish_status(self) -> None:
+    def _on_rollback(self, req, resp):
+        # std_srvs/Trigger carries no caller identity; the log line and the runner's log name the service.
+        self.get_logger().warning("inference/rollback called: going back to the previous good version")
+        try:
+            target = self.runner.rollback(caller="inference/rollback service")
+        except ValueError as e:
+            resp.success, resp.message = False, str(e)
+            self.get_logger().error(f"inference/rollback refused: {e}")
+            return resp
+        resp.success = True
+        resp.message = (f"rolling back from v{self.runner.active_version} to v{target.version} ({target.path}); "
+                        "it is verified and swapped in between two ticks, see policy_active")
+        return resp
+
+    def status(self) -> dict:
         s = self.runner.stats
-        self.pub_status.publish(conv.json_msg({
+        return {
             "enabled": self.enabled, "active_version": self.runner.active_version, "ticks": self.ticks,
             "missed_ticks": self.missed_ticks, "swaps": s.swaps, "rejected": s.rejected,
-            "held_nonfinite": s.held_nonfinite, "max_step_ms": round(s.max_step_latency_s * 1e3, 2)}))
+            "held_nonfinite": s.held_nonfinite, "policy_exceptions": s.policy_exceptions,
+            "fallbacks": s.fallbacks, "step_errors": self.step_errors, "last_step_error": self._last_error,
+            "max_step_ms": round(s.max_step_latency_s * 1e3, 2), **self.runner.health()}
+
+    def _publish_status(self) -> None:
+        self.pub_status.publish(conv.json_msg(self.status()))
 
     def close(self) -> None:
         self.runner.close()
@@ -125,14 +161,24 @@ def build(cfg):
     limits = (np.array([-lim_m] * 3 + [-lim_rad] * 3 + [0.0]), np.array([lim_m] * 3 + [lim_rad] * 3 + [1.0]))
     assembler = ObservationAssembler(cams, max_skew_ms=float(cfg.inference.max_obs_age_ms))
     node_ref: list[InferenceNode] = []
-    runner = PolicyRunner(schema, on_event=lambda k, p: node_ref[0].on_runner_event(k, p), action_limits=limits)
+    inf = cfg.inference
+    # policy_update paths must resolve under these roots (review B4); default: the learner's checkpoint root.
+    # A checkpoint the operator names at start (inference.policy) is trusted as its own root.
+    roots = [str(r) for r in (inf.get("checkpoint_roots") or [cfg.checkpoints])]
+    if inf.policy:
+        roots.append(str(inf.policy))
+    runner = PolicyRunner(schema, on_event=lambda k, p: node_ref[0].on_runner_event(k, p), action_limits=limits,
+                          checkpoint_roots=[os.path.abspath(r) for r in roots],
+                          policy_type=str(inf.get("policy_type") or "") or None,
+                          max_bad_actions=int(inf.get("max_bad_actions", 3)))
     node = InferenceNode(runner, assembler, cams, ACTION_SPACES[str(rig.action_space)], str(rig.namespace),
                          enabled=bool(cfg.inference.enabled_at_start))
     node_ref.append(node)
     if cfg.inference.policy:
         path = latest_checkpoint(str(cfg.inference.policy)) or str(cfg.inference.policy)
         runner.request_load(make_update(path))
-    node.get_logger().info(f"inference node up: cameras={list(cams)}, waiting for policy_update")
+    node.get_logger().info(f"inference node up: cameras={list(cams)}, checkpoint roots {runner.checkpoint_roots}, "
+                           "waiting for policy_update")
     return [node]
 
 

@@ -7,6 +7,8 @@ only on a real ROS 2 install, never in the pip environment.
 
 from __future__ import annotations
 
+import os
+
 from robot_stack.cli.profiles import DEFAULT_RIG, launch_nodes
 
 
@@ -31,6 +33,10 @@ def _node_actions(context, launch: str, rig_args: bool):
             executable=n.executable,
             namespace=n.namespace,
             arguments=list(n.arguments),
+            # SROS2: with ROS_SECURITY_ENABLE=true each node runs in its enclave /robot_stack/<name>, as under
+            # the supervisor (robot_stack/cli/profiles.py node_command).
+            ros_arguments=(["--enclave", f"/robot_stack/{n.name}"]
+                           if str({**os.environ, **n.env}.get("ROS_SECURITY_ENABLE", "")).lower() == "true" else []),
             additional_env=dict(n.env),
             output="screen",
             # A required node that exits ends the launch, like the supervisor stopping everything.

@@ -1,6 +1,11 @@
 """Learner node: runs the ROS-free LearnerService in a thread and announces each checkpoint on
 `policy_update` (reliable, transient-local: an inference node that starts later still gets the latest).
 
+If the learner thread dies (store error after a compaction, disk full on save, OOM, NaN), the node publishes
+{"state": "failed", "error": ...} on learner/status, then exits non-zero about a second later, so the
+supervisor sees a dead learner instead of a live process training nothing (review D1). The arm does not need
+the learner to be safe: a profile can mark it `required: false` so its death does not stop the rig.
+
 Usage: python -m robot_stack.ros.learner_node store=... checkpoints=... [learner.* overrides]
 """
 
@@ -15,6 +20,14 @@ from robot_stack.ros import conversions as conv
 from robot_stack.ros.qos import LATCHED, STATUS
 
 
+class LearnerThreadDied(RuntimeError):
+    """Raised from the node's timer once the learner thread is dead, ending the spin (exit code 1)."""
+
+
+# Timer ticks (1 s each) between the first failed status and the exit: subscribers get the reason first.
+_EXIT_AFTER_TICKS = 1
+
+
 class LearnerNode(Node):
     def __init__(self, service_factory, namespace: str):
         super().__init__("learner", namespace=namespace)
@@ -23,6 +36,7 @@ class LearnerNode(Node):
         self.service = service_factory(self._announce, self._progress)
         self.service.start()
         self._death_reported = False
+        self._ticks_since_death = 0
         self.create_timer(1.0, self._watch)
 
     def _watch(self) -> None:
@@ -33,7 +47,12 @@ class LearnerNode(Node):
             self.get_logger().error(f"learner thread died: {self.service.error}; the rig keeps running the "
                                     "current policy; restart the learner to resume from its last checkpoint")
             self._death_reported = True
+            self._ticks_since_death = 0
         self.pub_status.publish(String(data=json.dumps({"state": "failed", "error": self.service.error})))
+        if self._ticks_since_death >= _EXIT_AFTER_TICKS:
+            raise LearnerThreadDied(f"learner thread died: {self.service.error}; exiting so the supervisor "
+                                    "reports it (restart the learner: it resumes from its last checkpoint)")
+        self._ticks_since_death += 1
 
     def _announce(self, update) -> None:
         # Called from the learner thread; rclpy publishers may be used from any thread.

@@ -90,10 +90,16 @@ class RecorderNode(Node):
 
     def _on_executed(self, msg: JointState) -> None:
         _, values, stamp_ns, source = conv.msg_to_action(msg)
+        had_fault = self.recorder.fault
         try:
+            # A store failure (disk full) does not raise: the recorder stops recording and keeps the reason
+            # in `fault`, so this node, and the rig the supervisor would tear down with it, stay up (review C4).
             self.recorder.on_executed(values, stamp_ns, source)
         except ValueError as e:  # unknown source tag or schema violation: say so, keep recording others
             self.get_logger().error(f"step not recorded: {e}")
+        if self.recorder.fault and self.recorder.fault != had_fault:
+            self.get_logger().error(self.recorder.fault)
+            self._publish_status()
         if self.recorder.recording:
             # Per step (control rate, a few Hz): lets a conductor see that every executed action was
             # accounted for (recorded or dropped) before it stops the episode.
@@ -140,7 +146,7 @@ class RecorderNode(Node):
         r = self.recorder
         self.pub_status.publish(conv.json_msg({
             "recording": r.recording, "steps": r.n_steps, "dropped": r.n_dropped,
-            "episodes": r.store.n_episodes, "store": str(r.store.path), **r.writer_stats()}))
+            "episodes": r.store.n_episodes, "store": str(r.store.path), "fault": r.fault, **r.writer_stats()}))
 
     def close(self) -> None:
         if self.recorder.recording:

@@ -22,7 +22,6 @@ from std_srvs.srv import Trigger
 
 from robot_stack.ros.qos import LATCHED
 
-
 # Limits a site calibrates for its own rig (calibration/<rig>/arm.yaml) on top of the rig config's `safety:`.
 SITE_SAFETY_KEYS = ("workspace_min_m", "workspace_max_m", "max_joint_step_rad", "orientation_reference_rpy_rad",
                     "orientation_limits_rad")

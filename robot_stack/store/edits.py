@@ -42,24 +42,41 @@ def mtime_ns(path: Path) -> int:
 
 
 @contextlib.contextmanager
+def locked(path: Path):
+    """Hold the edits lock of the store at `path` (no read or write). compact() holds it across its swap so
+    no exclusion lands in the copy it is about to replace."""
+    while True:
+        try:
+            fd = os.open(path / EDITS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            from robot_stack.store.schema import StoreError
+
+            raise StoreError(f"cannot edit store {path}: {e.strerror}; the store is on read-only media or not "
+                             "writable by this user (copy it to a writable disk first)") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A compaction may have swapped the directory while we waited: the lock we got then belongs to the
+            # old copy. Lock the file that is at `path` now instead.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path / EDITS_LOCK).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield
+                return
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+@contextlib.contextmanager
 def editing(path: Path):
     """Read-modify-write edits.json under its lock: `with editing(p) as d: d["excluded"].append(x)`."""
-    try:
-        fd = os.open(path / EDITS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        from robot_stack.store.schema import StoreError
-
-        raise StoreError(f"cannot edit store {path}: {e.strerror}; the store is on read-only media or not writable "
-                         "by this user (copy it to a writable disk first)") from e
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(path):
         d = load(path)
         yield d
         write_atomic(path / EDITS_NAME, json.dumps(d, indent=1, sort_keys=True).encode())
-    finally:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def write_atomic(target: Path, data: bytes) -> None:

@@ -8,6 +8,7 @@ the environment of a child process:
                                                "CRASH_POINT <phase>" to stderr and sleep until killed
 Phases, in protocol order: data_written (after each flush of steps past the end), data_fsynced, stats_row,
 meta_row, ends_resized (episode_ends zarr.json grown, its chunk not yet written), committed.
+Whole-store operations (store/ops.py) have their own: COMPACT_PHASES and MERGE_PHASES below.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ import time
 from collections.abc import Callable
 
 PHASES = ("data_written", "data_fsynced", "stats_row", "meta_row", "ends_resized", "committed")
+# compact_copy: after each episode copied into .compact-*; compact_swap_ready: copy complete, edits carried
+# over, nothing renamed; compact_renamed: between the two renames (the store path is missing);
+# compact_rmtree: the old copy is renamed to .trash-* and partly deleted.
+COMPACT_PHASES = ("compact_copy", "compact_swap_ready", "compact_renamed", "compact_rmtree")
+MERGE_PHASES = ("merge_episode",)  # after each episode appended to the destination
 ENV = "ROBOT_STACK_STORE_CRASH_AT"
 
 hook: Callable[[str], None] | None = None

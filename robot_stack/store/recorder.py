@@ -10,12 +10,15 @@ observation that command answered. Plain Python; the ROS recorder node is an ada
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from robot_stack.store.align import ObservationAssembler
+from robot_stack.store.schema import StoreError
+from robot_stack.store.writer import WriterOverrunError
 from robot_stack.types import ACTION_KEY, SOURCES, capture_ns_key
 
 if TYPE_CHECKING:
@@ -49,6 +52,14 @@ class EpisodeRecorder:
         self._meta: dict = {}
         self.n_dropped = 0  # executed actions with no matching observation (a camera stalled)
         self.last_committed: int | None = None
+        # Set when the store failed (disk full, read-only disk): recording stopped, the reason says how to
+        # resume. A failing store must not take the recorder process, and with it the rig, down (review C4).
+        self.fault: str | None = None
+        # Uncompressed bytes of one step: the free space asked for before recording resumes is this many
+        # steps' worth (compression makes the real need smaller; a margin, not an estimate).
+        self.step_bytes = sum(int(np.prod(f.shape, dtype=np.int64)) * np.dtype(f.dtype).itemsize
+                              for f in store.schema.features.values())
+        self.resume_steps = 1000
 
     @property
     def recording(self) -> bool:
@@ -59,6 +70,12 @@ class EpisodeRecorder:
 
         if self.recording:
             raise RecorderError("an episode is already being recorded; stop or discard it first")
+        if self.fault is not None:
+            need, free = self.step_bytes * self.resume_steps, self._free_bytes()
+            if free is not None and free < need:
+                raise RecorderError(f"{self.fault} (still only {_mb(free)} free, need {_mb(need)})")
+            log.info("resuming recording after: %s", self.fault)
+            self.fault = None
         self._writer_cls = EpisodeWriter
         self._meta = {"task": self.task, "source": None, "phase": self.phase, "policy_version": None,
                       "interventions": 0, "start_time_ns": time.time_ns(), "notes": notes}
@@ -80,7 +97,11 @@ class EpisodeRecorder:
         kind, version = parse_source(source)
         if self._writer is None:
             self._meta.update(source=kind, policy_version=version)
-            self._writer = self._writer_cls(self.store, dict(self._meta), flush_every=self.flush_every)
+            try:
+                self._writer = self._writer_cls(self.store, dict(self._meta), flush_every=self.flush_every)
+            except (StoreError, OSError) as e:
+                self._store_failed(e, "starting the episode")
+                return False
         elif kind != self._last_kind and kind != self._meta["source"]:
             # A takeover: someone other than the episode's controller (a person over the policy) starts
             # acting. One intervention per takeover, however many steps it lasts (per-episode metadata).
@@ -91,8 +112,33 @@ class EpisodeRecorder:
             self._versions.append(version)
         obs[ACTION_KEY] = np.asarray(action, dtype=np.float32)
         obs[capture_ns_key("action")] = np.int64(stamp_ns)
-        self._writer.add_step(obs)
+        try:
+            self._writer.add_step(obs)
+        except (StoreError, OSError) as e:
+            self._store_failed(e, "writing a step")
+            return False
         return True
+
+    def _free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.store.path).free
+        except OSError:
+            return None
+
+    def _store_failed(self, e: BaseException, during: str) -> None:
+        """Stop recording after a store failure: discard the episode, keep the reason for status and start()."""
+        writer, self._writer, self._active = self._writer, None, False
+        if writer is not None:
+            try:
+                writer.discard()
+            except Exception as d:  # noqa: BLE001 - reopening the store cuts the partial episode back anyway
+                log.error("could not discard the partial episode (%r); the next open in mode 'a' cuts it back", d)
+        free = self._free_bytes()
+        self.fault = (f"recording stopped: {during} failed on {self.store.path}: {e}. The episode in progress was "
+                      f"discarded; committed episodes are intact. Free space on that disk (about "
+                      f"{_mb(self.step_bytes * self.resume_steps)} per {self.resume_steps} steps before compression; "
+                      f"{'unknown' if free is None else _mb(free)} free now), then call recorder/start to resume")
+        log.error("%s", self.fault)
 
     def writer_stats(self) -> dict[str, int]:
         """The episode writer's health: steps it refused (disk too slow) and how full its buffer is."""
@@ -116,9 +162,16 @@ class EpisodeRecorder:
             if writer is not None:
                 writer.discard()
             return None
-        idx = writer.commit(success=success, end_time_ns=time.time_ns(),
-                            interventions=self._meta["interventions"],
-                            policy_version=",".join(self._versions) or None)
+        try:
+            idx = writer.commit(success=success, end_time_ns=time.time_ns(),
+                                interventions=self._meta["interventions"],
+                                policy_version=",".join(self._versions) or None)
+        except (StoreError, OSError) as e:
+            if isinstance(e, WriterOverrunError):
+                raise  # the disk was slow, not failed: this episode has a hole, the store is fine
+            self._writer, self._active = writer, True
+            self._store_failed(e, "committing the episode")
+            raise RecorderError(self.fault) from e
         self.last_committed = idx
         return idx
 
@@ -138,3 +191,7 @@ def schema_for_rig(rig) -> StoreSchema:
     cams = {name: (int(c.height), int(c.width)) for name, c in rig.cameras.items()}
     return StoreSchema(robot=str(rig.robot), control_hz=float(rig.control_hz), action_space=str(rig.action_space),
                        features=rig_features(cams, n_joints=int(rig.n_joints)), cameras=tuple(cams))
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.0f} MB"

@@ -75,6 +75,27 @@ from robot_stack.types import DEPTH_PREFIX, IMAGE_PREFIX
 
 log = logging.getLogger(__name__)
 
+# The commit protocol rests on LocalStore replacing every file atomically (temp file + rename), which zarr
+# has done only since 3.1.3 (zarr-python PR #3412). With 3.0.0-3.1.2 a kill mid-rewrite of a shared chunk
+# (episode_ends chunk 0, an image shard) corrupts committed episodes (review H5), so older versions are refused.
+MIN_ZARR_VERSION = "3.1.3"
+
+
+def check_zarr_version(version: str | None = None) -> None:
+    """Raise StoreError unless the installed zarr (or `version`) is at least MIN_ZARR_VERSION."""
+    from packaging.version import InvalidVersion, Version
+
+    version = zarr.__version__ if version is None else version
+    try:
+        ok = Version(version) >= Version(MIN_ZARR_VERSION)
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise StoreError(f"zarr {version} is installed, but the trajectory store needs zarr >= {MIN_ZARR_VERSION} "
+                         "(atomic LocalStore writes; older versions can corrupt committed episodes on a crash); "
+                         f"run: pip install 'zarr>={MIN_ZARR_VERSION},<4'")
+
+
 LOCK_NAME = ".writer.lock"
 ENDS_PATH = "meta/episode_ends"
 INFO_PATH = "meta/episode_info"
@@ -163,6 +184,7 @@ class TrajectoryStore:
     def create(cls, path, schema: StoreSchema, exist_ok: bool = False, *, fsync: bool = True) -> TrajectoryStore:
         """Create an empty store and open it in append mode. With exist_ok, an existing store with a
         compatible schema is opened instead (StoreSchemaError if it differs)."""
+        check_zarr_version()
         path = Path(path).absolute()
         if path.exists():
             if _looks_like_store(path):
@@ -204,14 +226,20 @@ class TrajectoryStore:
         """Open an existing store: mode "r" read-only (never modifies), "a" append (locks, runs recovery)."""
         if mode not in ("r", "a"):
             raise ValueError(f"mode must be 'r' (read-only) or 'a' (append), got {mode!r}")
+        check_zarr_version()
         path = Path(path).absolute()
         if not path.exists():
-            olds = sorted(path.parent.glob(f".{path.name}.old-*"))
+            # An `.old-*` is always a complete store (ops.compact renames it to `.trash-*` before deleting), so
+            # the newest one is the original of the interrupted swap; older ones are leftovers of earlier runs.
+            olds = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime_ns)
             news = sorted(path.parent.glob(f".{path.name}.compact-*"))
             if olds:  # a compact was interrupted between its two renames (ops.compact)
+                others = f" (older leftovers {[str(o) for o in olds[:-1]]} are removed by that compact)" \
+                    if len(olds) > 1 else ""
                 raise StoreError(f"{path} does not exist but a compaction was interrupted mid-swap: the original is "
-                                 f"{olds[0]} and the compacted copy {news[0] if news else '(missing)'}; rename the "
-                                 f"original back (mv {olds[0]} {path}) and run `robot-stack store compact` again")
+                                 f"{olds[-1]} and the compacted copy {news[-1] if news else '(missing)'}; rename the "
+                                 f"original back (mv {olds[-1]} {path}) and run `robot-stack store compact` "
+                                 f"again{others}")
             raise StoreError(f"{path} does not exist; {_CREATE_HINT}")
         if not _looks_like_store(path):
             raise StoreError(f"{path} is not a robot_stack store (no zarr group with {ENDS_PATH}); {_CREATE_HINT}")

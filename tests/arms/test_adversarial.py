@@ -7,15 +7,15 @@ kinematics (exact) and on the measured pose (servo tracking slack). The same str
 `benchmarks/bench_safety.py`; the over-ROS version is tests/hil/test_safety_topics.py.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+import robot_stack.conf
 from robot_stack.arms.safety import SafetyConfig
 from robot_stack.arms.stress import STREAMS, LimitMeter, run_sim_stream
-from pathlib import Path
-
-import robot_stack.conf
 
 CONF_DIR = Path(robot_stack.conf.__file__).parent
 
@@ -66,11 +66,12 @@ def test_meter_catches_a_step_over_the_limit():
 
 
 def test_start_outside_the_box_holds_until_acknowledged(rig):
+    import time
+
     from robot_stack.arms.controller import ArmController
     from robot_stack.arms.sim_arm import SimArm
     from robot_stack.arms.stress import start_pose
     from robot_stack.types import EE_DELTA_ACTION_NAMES
-    import time
 
     sim, cfg = rig
     sim.reset(seed=0)
@@ -97,10 +98,11 @@ def test_start_outside_the_box_holds_until_acknowledged(rig):
 
 
 def test_driver_exception_in_tick_ends_in_a_latched_fault_and_hold(rig):
+    import time
+
     from robot_stack.arms.controller import FAULT, ArmController
     from robot_stack.arms.sim_arm import SimArm
     from robot_stack.types import EE_DELTA_ACTION_NAMES
-    import time
 
     sim, cfg = rig
     sim.reset(seed=0)

@@ -79,3 +79,9 @@ def test_estop_latches_until_released(ctl):
     assert np.linalg.norm(ctl.arm.get_state().ee_pose[:3] - pose) < 0.003
     ctl.set_estop(False, "")
     assert _send(ctl, [0.02, 0, 0, 0, 0, 0, 1.0]) is not None and ctl.status == OK
+
+
+def test_command_stamped_in_the_future_is_rejected(ctl):
+    now = time.time_ns()
+    with pytest.raises(CommandRejected, match="future"):
+        ctl.submit(EE_DELTA_ACTION_NAMES, [0.01, 0, 0, 0, 0, 0, 1.0], now + 5_000_000_000, now, "teleop:test")

@@ -121,3 +121,13 @@ def test_disconnect_goes_to_sleep(arm):
 @pytest.mark.skip(reason="needs a real WidowX 250s with the Interbotix ROS 2 workspace sourced (xs_sdk running)")
 def test_real_widowx_connects():
     make_arm("widowx", {}).connect()
+
+
+def test_gripper_near_half_does_not_chatter(arm):
+    """T16: an output hovering at 0.5 +- 0.08 sends no gripper command after the first decision."""
+    rng = np.random.default_rng(0)
+    arm.send_action(np.array([0, 0, 0, 0, 0, 0, 0.0]))  # closed
+    before = arm.bot.calls["grasp"] + arm.bot.calls["release"]
+    for _ in range(50):
+        arm.send_action(np.array([0, 0, 0, 0, 0, 0, 0.5 + rng.uniform(-0.08, 0.08)]))
+    assert arm.bot.calls["grasp"] + arm.bot.calls["release"] == before

@@ -159,3 +159,21 @@ def test_node_command_and_env(tmp_path):
                                                             "--ros-args", "-r", "__ns:=/ns"]
     env = ros_env(p, {"PATH": "/bin", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})
     assert env == {"PATH": "/bin", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "N": "3"}
+
+
+def test_sros2_enclave_per_node_when_security_is_on():
+    from robot_stack.cli.profiles import load_profile, node_command
+
+    p = load_profile("widowx_deploy")
+    rig = next(n for n in p.nodes if n.name == "rig")
+    plain = node_command(rig, "python", p.namespace, env={})
+    assert "--enclave" not in plain
+    secure = node_command(rig, "python", p.namespace, env={"ROS_SECURITY_ENABLE": "true"})
+    assert secure[-2:] == ["--enclave", "/robot_stack/rig"] and "--ros-args" in secure
+
+
+def test_real_rig_profiles_keep_discovery_on_the_robot_machine():
+    from robot_stack.cli.profiles import load_profile
+
+    for name in ("widowx_collect", "widowx_deploy", "franka_collect", "franka_deploy"):
+        assert load_profile(name).env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST", name

@@ -35,6 +35,31 @@ NODES = {
         print("something went wrong: boom", file=sys.stderr, flush=True)
         sys.exit(3)
     """,
+    # The real LearnerNode under the real node main (rclpy, run_nodes), with a learner service whose thread
+    # dies after a moment, as a StoreError after a compaction would kill it (review D1, test T34).
+    "dying_learner": """
+        import json, time
+        from robot_stack.learn.background import BackgroundService
+        from robot_stack.ros.learner_node import LearnerNode
+        from robot_stack.ros.node_main import run_nodes
+
+        class Dying(BackgroundService):
+            def __init__(self, announce, progress):
+                super().__init__()
+            def run(self):
+                time.sleep(0.3)
+                raise RuntimeError("store table shrank from 12 to 10 episodes (compacted?)")
+
+        def build(cfg):
+            node = LearnerNode(Dying, namespace="/test")
+            node.create_subscription(
+                __import__("std_msgs.msg", fromlist=["String"]).String, "learner/status",
+                lambda m: print("STATUS " + m.data, flush=True), 10)
+            print("ready", flush=True)
+            return [node]
+
+        raise SystemExit(run_nodes(build, [], "learner"))
+    """,
     # Ignores SIGINT and SIGTERM (a wedged node) and has a child of its own.
     "stubborn": """
         import os, signal, subprocess, time
@@ -208,3 +233,70 @@ def test_domain_id_choice(monkeypatch):
     assert pick_domain_id(5, {"ROS_DOMAIN_ID": "9"}) == 5
     assert pick_domain_id(None, {"ROS_DOMAIN_ID": "9"}) == 9
     assert all(1 <= pick_domain_id(None, {}) <= 100 for _ in range(5))
+
+
+def test_dead_learner_is_reported_and_the_rig_keeps_running(tmp_path, node_dir):
+    """T34: the learner's thread dies -> it publishes the failed status, exits non-zero; the supervisor names
+    it, its exit code and the error line, and (learner not required) leaves the rig stand-in running."""
+    lines = []
+    path = make_profile(tmp_path, node_dir, {"rig": "talker", "learner": "dying_learner"}, optional={"learner"})
+    with Supervisor(path, log=lines.append, log_dir=tmp_path / "logs", grace_s=2.0) as sup:
+        assert wait_for(lambda: sup.poll()["learner"] is not None, 60), lines[-20:]
+        sup.check()  # not required: no NodeDiedError, only a report
+        assert sup.alive("rig")
+        dead = sup.exited()["learner"]
+        assert dead["code"] == 1 and "learner thread died" in dead["last_error"]
+        assert "table shrank" in dead["last_error"]
+    status = [ln for ln in lines if ln.startswith("[learner] STATUS ")]
+    assert status and '"state": "failed"' in status[0] and "table shrank" in status[0]
+    report = [ln for ln in lines if ln.startswith("[up] node 'learner' exited with code 1")]
+    assert len(report) == 1 and "not required" in report[0] and "table shrank" in report[0], report
+
+
+def test_dead_required_learner_stops_the_graph(tmp_path, node_dir):
+    path = make_profile(tmp_path, node_dir, {"rig": "talker", "learner": "dying_learner"})
+    with Supervisor(path, log=lambda _: None, log_dir=tmp_path / "logs", grace_s=2.0) as sup:
+        with pytest.raises(NodeDiedError, match=r"node 'learner' exited with code 1[\s\S]*learner thread died"):
+            sup.wait(timeout_s=60)
+        assert not sup.alive("rig")
+
+
+ORDERED_NODE = """
+    import os, sys, time
+    name, log = sys.argv[1], os.environ["STOP_LOG"]
+    print("ready", flush=True)
+    try:
+        while True:
+            time.sleep(0.02)
+    except KeyboardInterrupt:
+        with open(log, "a") as f:
+            f.write(f"{name} {time.monotonic()}\\n")
+        time.sleep(0.2)  # a node takes a moment to shut down: the next phase must wait for it
+"""
+
+
+def test_teardown_stops_inference_first_and_the_rig_last(tmp_path):
+    """A12/T33: with the policy stopped first no action reaches the arm during shutdown (the arm's watchdog
+    holds); the rig goes last, after the recorder and learner."""
+    d = tmp_path / "ordered"
+    d.mkdir()
+    for module in ("sim_rig_node", "recorder_node", "learner_node", "inference_node"):
+        (d / f"{module}.py").write_text(textwrap.dedent(ORDERED_NODE))
+    stop_log = tmp_path / "stops.txt"
+    lines = ["description: ordered", "namespace: /test", "env:", f"  PYTHONPATH: {d}",
+             f"  STOP_LOG: {stop_log}", "nodes:"]
+    for module in ("sim_rig_node", "recorder_node", "learner_node", "inference_node"):  # profile order
+        name = module.removesuffix("_node")
+        lines += [f"  - name: {name}", f"    module: {module}", f"    executable: {name}", f"    args: [{name}]",
+                  "    required: true"]
+    path = tmp_path / "ordered.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    out = []
+    with Supervisor(path, log=out.append, log_dir=tmp_path / "logs", grace_s=5.0) as sup:
+        assert wait_for(lambda: sum(ln.endswith("] ready") for ln in out) == 4, 30)
+    assert sup.poll() == {"sim_rig": 0, "recorder": 0, "learner": 0, "inference": 0}
+    got = dict(ln.split() for ln in stop_log.read_text().splitlines())
+    t = {k: float(v) for k, v in got.items()}
+    assert t["inference"] + 0.15 < min(t["recorder"], t["learner"]), t  # after inference had exited
+    assert max(t["recorder"], t["learner"]) + 0.15 < t["sim_rig"], t
+    assert abs(t["recorder"] - t["learner"]) < 0.15, t  # one phase: signalled together, not one by one

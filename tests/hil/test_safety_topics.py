@@ -18,7 +18,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from robot_stack.arms.safety import SafetyConfig
-from robot_stack.arms.stress import ROS_STREAMS, run_ros_streams
+from robot_stack.ros.safety_streams import ROS_STREAMS, run_ros_streams
 
 pytestmark = pytest.mark.hil
 
@@ -36,7 +36,7 @@ def test_streams_over_real_topics_stay_within_limits(rig, namespace, rig_client,
                  "rig.cameras.front.width=64", "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64",
                  "rig.cameras.front.fps_hz=2", "rig.cameras.wrist.fps_hz=2"]
     cfg = SafetyConfig.from_mapping(OmegaConf.to_container(load_config(overrides).rig.safety, resolve=True))
-    log = open(tmp_path / "rig.log", "w")
+    log = open(tmp_path / "rig.log", "w")  # noqa: SIM115 - closed in the finally below
     proc = subprocess.Popen([sys.executable, "-m", "robot_stack.ros.sim_rig_node", *overrides],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
 

@@ -117,7 +117,13 @@ def test_schema_mismatch_and_changed_manifest_are_rejected(save_version, schema,
 def test_action_limits_are_checked(save_version, schema, obs):
     runner, good = _loaded_runner(save_version, schema, obs)
     runner.action_limits = (np.full(7, -1e-9), np.full(7, 1e-9))  # no motion and no gripper allowed
-    _reject(runner, make_update(save_version(2)), obs, good, "runner's action limits")
+    runner.request_load(make_update(save_version(2)))
+    assert runner.wait_idle(30)
+    (kind, payload), = drain(runner)
+    assert kind == EVENT_REJECTED and "runner's action limits" in payload.reason
+    runner.action_limits = None  # v1's own actions would now be held too (the limits apply every tick)
+    np.testing.assert_array_equal(runner.step(obs), good)
+    assert runner.active_version == 1
     runner.close()
 
 

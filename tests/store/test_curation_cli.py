@@ -68,9 +68,14 @@ def test_merge_schema_checked(tmp_path):
     b.exclude([0])
     a.close(), b.close()
     r = merge(tmp_path / "m.zarr", [tmp_path / "a.zarr", tmp_path / "b.zarr"], fsync=False)
-    assert r == {"added": 4, "episodes": 4}
+    assert r == {"added": 4, "skipped_duplicates": 0, "episodes": 4}
     m = TrajectoryStore.open(tmp_path / "m.zarr")
     assert [m.episode_meta(i).task for i in range(4)] == ["ep0", "ep1", "ep3", "ep4"]
+    # Idempotent: the same merge again adds nothing (episode_id dedup); a store into itself is refused.
+    again = merge(tmp_path / "m.zarr", [tmp_path / "a.zarr", tmp_path / "b.zarr"], fsync=False)
+    assert again == {"added": 0, "skipped_duplicates": 4, "episodes": 4}
+    with pytest.raises(StoreError, match="into itself"):
+        merge(tmp_path / "a.zarr", [tmp_path / "b.zarr", tmp_path / "x" / ".." / "a.zarr"], fsync=False)
     other = make_schema()
     other = StoreSchema(robot=other.robot, control_hz=15.0, action_space=other.action_space,
                         features=other.features, cameras=other.cameras)
