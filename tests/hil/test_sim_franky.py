@@ -16,7 +16,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from robot_stack.arms.safety import SafetyConfig
-from robot_stack.arms.stress import ROS_STREAMS, run_ros_streams
+from robot_stack.ros.safety_streams import ROS_STREAMS, run_ros_streams
 
 pytestmark = pytest.mark.hil
 pytest.importorskip("franky", reason="franky-control not installed: pip install robot_stack[franka]")
