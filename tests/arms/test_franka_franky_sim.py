@@ -77,9 +77,13 @@ def test_connect_homes_and_a_command_moves_the_commanded_amount(arm):
 
 def test_hold_re_anchors_the_reference_at_the_measured_pose(arm):
     arm.send_action(np.array([0.02, 0, 0, 0, 0, 0.1, 1]))  # reference ahead of the arm
+    x_before = arm.get_state().ee_pose[:3]
     arm.hold()
-    measured = poses.pose7_to_matrix(arm.get_state().ee_pose)
-    assert np.linalg.norm(arm.reference[:3, 3] - measured[:3, 3]) < 0.002
+    x_after = arm.get_state().ee_pose[:3]
+    # The reference is where the arm was during hold(): between the readings around it (the arm is moving).
+    slack = np.linalg.norm(x_after - x_before) + 1e-3
+    assert np.linalg.norm(arm.reference[:3, 3] - x_after) <= slack
+    assert np.linalg.norm(arm.reference[:3, 3] - x_before) <= slack
     before = _settle(arm)[:3, 3]
     arm.hold()
     assert np.linalg.norm(_settle(arm)[:3, 3] - before) < 0.003  # holding does not drift
@@ -107,14 +111,18 @@ def test_box_floor_stream_keeps_the_reference_inside_the_box(arm):
         assert box.box_excess_m(ref[:3, 3]) <= max(box.box_excess_m(before[:3, 3]), 0.0) + 1e-4
         worst_excess = max(worst_excess, box.box_excess_m(ref[:3, 3]))
         lead.append(np.linalg.norm(ref[:3, 3] - before[:3, 3]))
-        if i == 19:
-            floor_ref = ref[2, 3]
         time.sleep(0.15)
     assert max(lead) <= SAFETY["max_delta_m"] + 1e-3  # state read a moment before the limit's own read
     assert worst_excess < 0.005, f"reference {worst_excess * 1e3:.1f} mm outside the box"
     z = _settle(arm)[2, 3]
     assert z > lo[2] - 0.005, f"measured z {z} below the box floor {lo[2]}"
-    assert floor_ref == pytest.approx(lo[2], abs=1e-6)  # it was driven to the floor, and no further
+    for _ in range(20):  # the floor is reached at the arm's own pace (the reference leads it by one step)
+        arm.send_action(np.array([0, 0, -0.1, 0, 0, 0, 1]))
+        assert box.box_excess_m(arm.reference[:3, 3]) < 0.005
+        if arm.reference[2, 3] <= lo[2] + 1e-6:
+            break
+        time.sleep(0.3)
+    assert arm.reference[2, 3] == pytest.approx(lo[2], abs=1e-6)  # driven to the floor, and no further
     assert arm.reference[1, 3] <= hi[1] + 1e-9
 
 
