@@ -13,10 +13,8 @@ DRIVER_MODULES = {
     "widowx": "robot_stack.arms.widowx",
     "fake_interbotix": "robot_stack.arms.fake_interbotix",
     "franka": "robot_stack.arms.franka",
-    "fake_franky": "robot_stack.arms.fake_franky",
 }
-_CONFIGS = {"widowx": "WidowXConfig", "fake_interbotix": "WidowXConfig",
-            "franka": "FrankaConfig", "fake_franky": "FrankaConfig"}
+_CONFIGS = {"widowx": "WidowXConfig", "fake_interbotix": "WidowXConfig", "franka": "FrankaConfig"}
 _CONFIG_MODULES = {"WidowXConfig": "robot_stack.arms.widowx", "FrankaConfig": "robot_stack.arms.franka"}
 
 

@@ -140,6 +140,8 @@ def build(cfg):
     # the controller runs it as an interruptible move (now if the rig starts enabled, else on arm/home).
     want_home = bool(arm_settings.get("go_home_on_connect", True))
     arm_settings = {**arm_settings, "go_home_on_connect": False}
+    if str(rig.driver) == "franka":  # the driver limits its impedance reference to the same box
+        arm_settings["safety"] = safety
     arm = make_arm(str(rig.driver), arm_settings, node=sdk_node)
     arm.connect()
     cameras = {name: make_camera(name, s) for name, s in cam_settings.items()}

@@ -66,11 +66,17 @@ def test_ros_package_and_pyproject_name_the_same_node_modules():
     assert {v for k, v in pyproject.items() if k.startswith("robot-stack-")} == ros
 
 
-@pytest.mark.parametrize("name", [n for n in available_profiles() if n.startswith("sim_")])
+# sim_franky*: the real rig node (real Franka driver) against franky-sim, on the rig's own /fr3 namespace.
+@pytest.mark.parametrize("name", [n for n in available_profiles() if n.startswith("sim_") and not n.startswith("sim_franky")])
 def test_sim_profile_namespace_matches_the_sim_rig(name):
     # The demo's rclpy client uses rig.namespace; the nodes are remapped to the profile namespace.
     rig = yaml.safe_load((REPO / "robot_stack" / "conf" / "rig" / "sim_widowx.yaml").read_text())
     assert load_profile(name).namespace == rig["namespace"]
+
+
+def test_sim_franky_profile_takes_the_franky_rig_namespace():
+    rig = yaml.safe_load((REPO / "robot_stack" / "conf" / "rig" / "sim_franky.yaml").read_text())
+    assert load_profile("sim_franky_collect").namespace == rig["namespace"] == "/fr3"
 
 
 def test_namespace_follows_the_rig_override():
