@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_stack.arms import poses
 from robot_stack.types import ACTION_SPACES, GRIPPER_INDEX
 
 # Numerical slack of the pose checks on the joint command (FK round-off, IK tolerance): 0.1 mm, 1 mrad.
@@ -117,45 +118,14 @@ class SafetyConfig:
         return float(max(over.max(), 0.0))
 
 
-# -- rotations (numpy only; the ee_delta convention R = Rz(yaw) Ry(pitch) Rx(roll), base-frame axes) --------
-def rpy_to_mat(rpy_rad) -> np.ndarray:
-    r, p, y = (float(v) for v in rpy_rad)
-    cr, sr, cp, sp, cy, sy = np.cos(r), np.sin(r), np.cos(p), np.sin(p), np.cos(y), np.sin(y)
-    return np.array([[cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr],
-                     [sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr],
-                     [-sp, cp * sr, cp * cr]])
-
-
-def mat_to_rpy(mat: np.ndarray) -> np.ndarray:
-    return np.array([np.arctan2(mat[2, 1], mat[2, 2]), np.arcsin(np.clip(-mat[2, 0], -1.0, 1.0)),
-                     np.arctan2(mat[1, 0], mat[0, 0])])
-
-
-def rotation_angle(mat: np.ndarray) -> float:
-    """Geodesic angle (rad, [0, pi]) of a rotation matrix: the one number a per-step rotation limit bounds."""
-    return float(np.arccos(np.clip((np.trace(mat) - 1.0) / 2.0, -1.0, 1.0)))
-
-
-def _rotvec(mat: np.ndarray) -> np.ndarray:
-    angle = rotation_angle(mat)
-    axis_sin = 0.5 * np.array([mat[2, 1] - mat[1, 2], mat[0, 2] - mat[2, 0], mat[1, 0] - mat[0, 1]])
-    if angle < 1e-9:
-        return axis_sin
-    if np.pi - angle < 1e-4:
-        axis = np.sqrt(np.clip((np.diag(mat) + 1.0) / 2.0, 0.0, None))
-        k = int(np.argmax(axis))
-        axis = (mat[:, k] + np.eye(3)[:, k]) / (2.0 * axis[k])
-        return angle * axis / np.linalg.norm(axis)
-    return angle * axis_sin / np.sin(angle)
-
-
-def _rotvec_to_mat(rv: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(rv))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = rv / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + np.sin(angle) * kx + (1 - np.cos(angle)) * (kx @ kx)
+# -- rotations: the arm package's own helpers (robot_stack/arms/poses.py), under the names the checks read --------
+# rpy = extrinsic base-frame roll, pitch, yaw, R = Rz(yaw) Ry(pitch) Rx(roll): the ee_delta convention.
+rpy_to_mat = poses.euler_xyz_to_matrix
+mat_to_rpy = poses.matrix_to_euler_xyz
+rotation_angle = poses.rotation_angle_rad  # geodesic angle: the one number a per-step rotation limit bounds
+quat_xyzw_to_mat = poses.quat_xyzw_to_matrix
+_rotvec = poses.so3_log
+_rotvec_to_mat = poses.so3_exp
 
 
 # -- layer 1: the target pose ---------------------------------------------------------------------------
@@ -238,13 +208,6 @@ def _without_orientation_limits(cfg: SafetyConfig) -> SafetyConfig:
         return cfg
     import dataclasses
     return dataclasses.replace(cfg, orientation_reference_rpy_rad=None, orientation_limits_rad=None)
-
-
-def quat_xyzw_to_mat(q) -> np.ndarray:
-    x, y, z, w = (float(v) for v in np.asarray(q, dtype=np.float64) / np.linalg.norm(q))
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 # -- layer 2: the joint command -------------------------------------------------------------------------

@@ -22,21 +22,12 @@ pytest.importorskip("franky_sim", reason="franky-sim not installed: pip install 
 HOME = [0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785]  # ee at about (0.31, 0, 0.49)
 SAFETY = {"workspace_min_m": [0.25, -0.25, 0.30], "workspace_max_m": [0.65, 0.25, 0.60],
           "max_delta_m": 0.02, "max_delta_rad": 0.1, "max_command_age_ms": 300}
-SERVER = """
-import sys, franky_sim
-from franky_sim.mujoco_simulator import MujocoSimulator
-with MujocoSimulator(enable_visualization=False) as sim:
-    sim.add_robot()
-    with franky_sim.SimulationServer(sim, hostname_candidates=[sys.argv[1]]) as server:
-        print("READY", flush=True)
-        server.run_forever()
-"""
 
 
 @pytest.fixture(scope="session")
 def franky_sim_host():
     host = f"127.{random.randint(1, 250)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, host], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "-m", "robot_stack.arms.franky_sim_server", host], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     line = proc.stdout.readline()  # blocks until the server is bound (a few s: MuJoCo + pinocchio load)
     if "READY" not in line:

@@ -22,15 +22,6 @@ pytestmark = pytest.mark.hil
 pytest.importorskip("franky", reason="franky-control not installed: pip install robot_stack[franka]")
 pytest.importorskip("franky_sim", reason="franky-sim not installed: pip install robot_stack[franka]")
 
-SERVER = """
-import sys, franky_sim
-from franky_sim.mujoco_simulator import MujocoSimulator
-with MujocoSimulator(enable_visualization=False) as sim:
-    sim.add_robot()
-    with franky_sim.SimulationServer(sim, hostname_candidates=[sys.argv[1]]) as server:
-        print("READY", flush=True)
-        server.run_forever()
-"""
 CONTROL_HZ = 10.0
 
 
@@ -46,7 +37,7 @@ def test_rig_node_drives_franky_sim_within_limits(rig_client, monkeypatch, tmp_p
     from robot_stack.conf import load_config
 
     host = f"127.{random.randint(1, 250)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-    server = subprocess.Popen([sys.executable, "-c", SERVER, host], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    server = subprocess.Popen([sys.executable, "-m", "robot_stack.arms.franky_sim_server", host], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     line = server.stdout.readline()
     if "READY" not in line:
