@@ -68,6 +68,7 @@ class Algorithm(abc.ABC):
         self.policy = policy
         self.grad_sync: GradSync | None = None
         self.amp_dtype: torch.dtype | None = None   # bf16 autocast on CUDA (set by the service)
+        self.train_step = 0   # updates done before this one (set by the service: survives a resume)
 
     @abc.abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -42,6 +42,10 @@ class CQLConfig(AlgoConfig):
     tau: float = 5e-3
     target_entropy_factor: float = 1.0      # target entropy = −|A|·factor (SERL/RLPD: 0.5)
     calql: bool = False                     # clip policy-action Q by MC returns (Cal-QL)
+    # BC warm start of the actor: for the first bc_steps updates the actor loss is E[α log π(ã|s) − log π(a_data|s)]
+    # while the critic trains as usual (CQL's own code: policy_eval_start; CORL cql.py/cal_ql.py bc_steps; RLlib
+    # CQL bc_iters). 0 = off (the JAX Cal-QL/PTR references).
+    bc_steps: int = 0
 
 
 @dataclass
@@ -89,7 +93,11 @@ class CQL(Algorithm):
             alpha = p.log_alpha.exp().detach()
             z = p.critic_latent(o)
             actor_terms, logp_new, q_new = p.actor_objective(o, mean, log_std, alpha, z.detach(), reduce="min")
-            actor_loss = actor_terms.mean()
+            bc_phase = self.train_step < cfg.bc_steps
+            if bc_phase:
+                actor_loss = (alpha * logp_new - p.log_prob(mean, log_std, a_data)).mean()
+            else:
+                actor_loss = actor_terms.mean()
             alpha_loss = -(p.log_alpha * (logp_new.detach() + self.target_entropy)).mean()
 
             # ---- critic ----
@@ -145,7 +153,8 @@ class CQL(Algorithm):
                   "critic/q_data": q_data.mean(), "critic/q_data_std": q_data.std(), "critic/target_q": y.mean(),
                   "critic/q_rand": q_rand.mean(), "critic/q_pi_current": q_cur.mean(),
                   "critic/cql_diff": torch.stack(diffs).mean(), "critic/cql_lse": torch.stack(lses).mean(),
-                  "critic/alpha_prime": alpha_prime, "critic/reward": batch["reward"].float().mean()})
+                  "critic/alpha_prime": alpha_prime, "critic/reward": batch["reward"].float().mean(),
+                  "actor/bc_phase": torch.tensor(float(bc_phase))})
         if q_nxt is not None:
             m["critic/q_pi_next"] = q_nxt.mean()
         if bound_rates:

@@ -363,6 +363,7 @@ class RLLearnerService(BackgroundService):
             if self._stop.is_set():
                 break
             batch = {k: v.to(dev, non_blocking=True) for k, v in batch.items()}
+            self.algo.train_step = step
             metrics = self.algo.update(batch)
             self.step = step + 1
             done += 1

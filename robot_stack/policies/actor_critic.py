@@ -345,6 +345,18 @@ class ActorCriticPolicy(Policy):
         a, logp_arm, gripper_logp = self._sample(mean, log_std, n)
         return a, logp_arm if gripper_logp is None else logp_arm + gripper_logp
 
+    def log_prob(self, mean: torch.Tensor, log_std: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) of given normalised actions (B, A) -> (B,): the tanh-Gaussian density of the arm dims at
+        atanh(a) (a clipped inside (−1, 1), as data on the bound would give −inf), plus log p(g) of the discrete
+        gripper's decision (open iff a_g > 0). Used by CQL's BC warm start of the actor (CQLConfig.bc_steps)."""
+        arm = self._arm_dims if self.discrete_gripper else list(range(a.shape[-1]))
+        u = torch.atanh(a[:, arm].clamp(-1.0 + 1e-4, 1.0 - 1e-4))
+        logp = tanh_gaussian_log_prob(u, mean[:, arm], log_std[:, arm])
+        if self.discrete_gripper:
+            logit = mean[:, GRIPPER_INDEX]
+            logp = logp + torch.where(a[:, GRIPPER_INDEX] > 0, F.logsigmoid(logit), F.logsigmoid(-logit))
+        return logp
+
     def _sample(self, mean: torch.Tensor, log_std: torch.Tensor, n: int
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """-> actions (B, n, A), log-prob of the tanh-Gaussian dims (B, n), log p(g) of the discrete gripper or None."""
