@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from robot_stack.cli.profiles import (
+from robot_stack.conf.profiles import (
     LAUNCH_PROFILES,
     POLICY_OVERRIDE_KEY,
     ProfileError,
@@ -25,7 +25,7 @@ from robot_stack.cli.profiles import (
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO / "launch"
 LAUNCH_FILES = {p.name[: -len(".launch.py")]: p for p in sorted(LAUNCH_DIR.glob("*.launch.py"))}
-ALLOWED_IMPORTS = {"launch", "launch_ros", "robot_stack.cli.profiles", "robot_stack.ros.launch_description", "os", "pathlib"}
+ALLOWED_IMPORTS = {"launch", "launch_ros", "robot_stack.conf.profiles", "robot_stack.ros.launch_description", "os", "pathlib"}
 
 
 def test_the_three_launch_files_exist_and_each_has_a_profile_mapping():

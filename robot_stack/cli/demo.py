@@ -25,7 +25,7 @@ def _line(msg: str) -> None:
 
 
 def run_demo(overrides: list[str]) -> int:
-    from robot_stack.cli.profiles import load_profile
+    from robot_stack.conf.profiles import load_profile
     from robot_stack.cli.supervisor import NodeDiedError, Supervisor
     from robot_stack.conf import load_config
 

@@ -37,7 +37,7 @@ COMMANDS = {
 
 
 def _profiles(argv: list[str]) -> int:
-    from robot_stack.cli.profiles import available_profiles
+    from robot_stack.conf.profiles import available_profiles
 
     print("\n".join(available_profiles()))
     return 0
