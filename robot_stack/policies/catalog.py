@@ -267,7 +267,12 @@ def resolve_deployment(manifest: PolicyManifest, rig: str, overrides: Sequence[s
 
     `overrides`: the operator's overrides that reach the inference node (global ones and `inference.*`).
     """
-    from robot_stack.policies.checkpoint import CheckpointError, latest_checkpoint, read_manifest, version_dir_name
+    from robot_stack.policies.checkpoint import (
+        CheckpointError,
+        latest_checkpoint,
+        read_manifest,
+        version_dir_name,
+    )
 
     where = f"policy {manifest.name} ({manifest.source})"
     if rig != manifest.rig:
