@@ -72,8 +72,11 @@ Examples:
 Prints the composed hydra configuration (robot_stack/conf) after the overrides: what every node and the
 learner would run with. Use it to check an override before starting a session.
 
+`policy:=<name>` prints the training recipe of policies/<name>.yaml (what `robot-stack learn policy:=<name>` runs).
+
 Examples:
   robot-stack config rig=widowx
+  robot-stack config policy:=cube_in_bowl_bc
   robot-stack config learner=calql_state learner.offline_steps=5000""",
     "profiles": """robot-stack profiles
 

@@ -20,15 +20,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from robot_stack.conf import ConfigError, load_config
     from robot_stack.learn.services import build_service
-    from robot_stack.policies.catalog import PolicyManifestError, load_policy_manifest, split_policy_args
+    from robot_stack.policies.catalog import PolicyManifestError, expand_recipe_args
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        policy, argv = split_policy_args(argv)
-        if policy is not None:
-            argv = [*load_policy_manifest(policy).recipe_overrides(), *argv]
-        cfg = load_config(argv)
+        cfg = load_config(expand_recipe_args(argv))
     except (ConfigError, PolicyManifestError) as e:
         print(f"[learn] {e}", file=sys.stderr)
         return 2

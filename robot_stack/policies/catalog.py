@@ -150,9 +150,10 @@ def find_policy(name_or_path: str | os.PathLike, search_path: Sequence[Path] | N
             if (Path(d) / f"{value}.yaml").is_file():
                 return Path(d) / f"{value}.yaml"
     known = ", ".join(available_policies(dirs)) or "(none)"
-    raise PolicyManifestError(
-        f"unknown policy {value!r}; available: {known} (searched {[str(d) for d in dirs] or 'nothing'}: "
-        f"${POLICIES_ENV}, ./policies, the source checkout's policies/); or give a path to a manifest YAML")
+    searched = (f"searched {', '.join(str(d) for d in dirs)}" if dirs else
+                f"no policies/ directory found: set ${POLICIES_ENV}=<dir> or run from a directory with policies/")
+    raise PolicyManifestError(f"unknown policy {value!r}; available: {known} ({searched}); "
+                              "or give a path to a manifest YAML")
 
 
 # ---- reading and validating ------------------------------------------------------------------------
@@ -296,7 +297,8 @@ def resolve_deployment(manifest: PolicyManifest, rig: str, overrides: Sequence[s
         except CheckpointError as e:
             raise PolicyManifestError(f"{where}: {e}") from None
         if ckpt is None:
-            raise PolicyManifestError(f"{where}: no checkpoint yet under {root} (no `latest` file); train it first: "
+            raise PolicyManifestError(f"{where}: no checkpoint yet under {root.absolute()} (no `latest` file); "
+                                      "train it first: "
                                       f"{manifest.train_command()}, or point at another root with "
                                       "checkpoints=<dir> (e.g. a demo run's data/demo/<time>/checkpoints)")
         target = root  # the node loads `latest` and trusts the root for later versions the learner announces
@@ -324,3 +326,10 @@ def split_policy_args(argv: Sequence[str]) -> tuple[str | None, list[str]]:
         raise PolicyManifestError(f"{POLICY_ARG} needs a policy name or manifest path (available: "
                                   f"{', '.join(available_policies()) or '(none)'})")
     return (values[0] if values else None), [a for a in argv if not a.startswith(POLICY_ARG)]
+
+
+def expand_recipe_args(argv: Sequence[str]) -> list[str]:
+    """`argv` with a `policy:=<name>` replaced by that manifest's recipe overrides (first, so the command line's
+    own overrides win): what `robot-stack learn` trains and `robot-stack config` prints."""
+    policy, rest = split_policy_args(argv)
+    return rest if policy is None else [*load_policy_manifest(policy).recipe_overrides(), *rest]

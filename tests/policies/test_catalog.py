@@ -194,6 +194,14 @@ def test_policy_arg_parsing():
         split_policy_args(["policy:=a", "policy:=b"])
 
 
+def test_config_prints_the_recipe_learn_trains_with_command_line_overrides_on_top(capsys):
+    assert cli_main(["config", "policy:=cube_in_bowl_bc", "learner.batch_size=8"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert (cfg["rig"]["name"], cfg["task"]["name"], cfg["learner"]["algo"]) == ("sim_widowx", "put_cube_in_bowl", "bc")
+    assert cfg["policy"]["type"] == "bc_conv" and cfg["learner"]["batch_size"] == 8
+    assert cfg["checkpoints"] == "data/checkpoints/sim_widowx/put_cube_in_bowl"  # where policy:= deploys from
+
+
 def test_cli_reports_bad_policy_args_without_a_traceback(capsys, tmp_path):
     assert cli_main(["up", "sim_deploy", "policy:=nope"]) == 2
     assert cli_main(["up", "sim_collect", f"policy:={tmp_path}"]) == 2
