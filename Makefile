@@ -50,7 +50,7 @@ bench-learning: setup
 	$(BIN)/python benchmarks/bench_learning.py --seeds 0 1 2 --jobs 2
 
 lint: setup
-	$(BIN)/ruff check robot_stack tests
+	$(BIN)/ruff check robot_stack robot_stack_testing tests benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

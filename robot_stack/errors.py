@@ -6,11 +6,13 @@ from __future__ import annotations
 def operator_errors() -> tuple[type[BaseException], ...]:
     """The exception types whose message is the whole story (imported lazily: no torch/zarr at import)."""
     from robot_stack.arms.safety import CommandRejected
-    from robot_stack.cli.profiles import ProfileError
     from robot_stack.conf import ConfigError
+    from robot_stack.conf.profiles import ProfileError
+    from robot_stack.policies.catalog import PolicyManifestError
     from robot_stack.registry import UnknownNameError
 
-    types: list[type[BaseException]] = [ConfigError, ProfileError, UnknownNameError, CommandRejected]
+    types: list[type[BaseException]] = [ConfigError, ProfileError, PolicyManifestError, UnknownNameError,
+                                        CommandRejected]
     try:
         from robot_stack.store.schema import StoreError
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -41,3 +43,20 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
+
+
+def import_registering_module(module: str, what: str) -> ModuleType:
+    """Import `module` (by dotted path, only when `what` is asked for), which registers `what` on import.
+
+    Factories name their backends this way so that `import robot_stack` never needs a vendor SDK or the test
+    support package (robot_stack_testing). If `module` itself (not one of its dependencies, whose own error
+    says what to install) is missing, the message names the distribution that ships it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(e.name + ".")):
+            raise
+        raise ModuleNotFoundError(f"{what} is registered by {module}, which is not importable ({e}); it ships in "
+                                  "the robot_stack distribution: reinstall it (pip install -e <repo>, or the wheel)",
+                                  name=e.name) from None

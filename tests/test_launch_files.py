@@ -14,7 +14,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from robot_stack.cli.profiles import (
+from robot_stack.conf.profiles import (
     LAUNCH_PROFILES,
     POLICY_OVERRIDE_KEY,
     ProfileError,
@@ -25,7 +25,7 @@ from robot_stack.cli.profiles import (
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO / "launch"
 LAUNCH_FILES = {p.name[: -len(".launch.py")]: p for p in sorted(LAUNCH_DIR.glob("*.launch.py"))}
-ALLOWED_IMPORTS = {"launch", "launch_ros", "robot_stack.cli.profiles", "robot_stack.ros.launch_description", "os", "pathlib"}
+ALLOWED_IMPORTS = {"launch", "launch_ros", "robot_stack.conf.profiles", "robot_stack.ros.launch_description", "os", "pathlib"}
 
 
 def test_the_three_launch_files_exist_and_each_has_a_profile_mapping():
@@ -94,14 +94,26 @@ def test_unknown_rigs_fail_with_a_clear_message():
         launch_nodes("collect", rig="ur5")
 
 
-def test_policy_reaches_only_the_inference_node():
-    _, nodes = launch_nodes("deploy", policy="bc_v3", overrides=["task=take_cube_out_of_bowl"])
+def test_policy_reaches_only_the_inference_node(tmp_path):
+    ckpt = str(tmp_path / "v0003")  # a checkpoint directory, loaded as it is (a manifest: tests/policies/test_catalog.py)
+    (tmp_path / "v0003").mkdir()
+    _, nodes = launch_nodes("deploy", policy=ckpt, overrides=["task=take_cube_out_of_bowl"])
     by_name = {n.name: n for n in nodes}
-    assert f"{POLICY_OVERRIDE_KEY}=bc_v3" in by_name["inference"].arguments
-    assert all(f"{POLICY_OVERRIDE_KEY}=bc_v3" not in n.arguments for n in nodes if n.name != "inference")
+    assert f"{POLICY_OVERRIDE_KEY}={ckpt}" in by_name["inference"].arguments
+    assert all(f"{POLICY_OVERRIDE_KEY}={ckpt}" not in n.arguments for n in nodes if n.name != "inference")
     assert all("task=take_cube_out_of_bowl" in n.arguments for n in nodes)
     with pytest.raises(ProfileError, match="no inference node"):
-        launch_nodes("collect", policy="bc_v3")
+        launch_nodes("collect", policy=ckpt)
+
+
+def test_policy_names_a_manifest_in_policies_and_unknown_ones_list_the_catalog(tmp_path):
+    # Nothing trained under this root yet: the error names the recipe that trains it.
+    with pytest.raises(ProfileError, match=r"no checkpoint yet under .*robot-stack learn policy:=cube_in_bowl_bc"):
+        launch_nodes("deploy", policy="cube_in_bowl_bc", overrides=[f"checkpoints={tmp_path}"])
+    with pytest.raises(ProfileError, match=r"is for rig sim_widowx, but this deploy runs rig widowx"):
+        launch_nodes("deploy", rig="widowx", policy="cube_in_bowl_bc")
+    with pytest.raises(ProfileError, match=r"unknown policy 'bc_v3'; available: .*cube_in_bowl_bc"):
+        launch_nodes("deploy", policy="bc_v3")
 
 
 # --- execute the launch files against stand-ins for launch / launch_ros ------------------------------
@@ -162,12 +174,13 @@ def test_launch_file_builds_one_ros_node_per_profile_node(monkeypatch, launch):
         assert (kw["on_exit"] is not None) == spec.required
 
 
-def test_deploy_launch_file_passes_policy_and_overrides_and_starts_real_rigs(monkeypatch):
-    _, actions = _run_launch(monkeypatch, "deploy", policy="bc_v3", overrides="recorder.flush_every=8 seed=3")
+def test_deploy_launch_file_passes_policy_and_overrides_and_starts_real_rigs(monkeypatch, tmp_path):
+    ckpt = str(tmp_path)
+    _, actions = _run_launch(monkeypatch, "deploy", policy=ckpt, overrides="recorder.flush_every=8 seed=3")
     args = {a.kwargs["executable"]: a.kwargs["arguments"] for a in actions}
-    assert args["inference"] == ["seed=3", f"{POLICY_OVERRIDE_KEY}=bc_v3"]
+    assert args["inference"] == ["seed=3", f"{POLICY_OVERRIDE_KEY}={ckpt}"]
     assert args["recorder"] == ["recorder.flush_every=8", "seed=3"]
-    _, actions = _run_launch(monkeypatch, "deploy", rig="widowx", policy="bc_v3")
+    _, actions = _run_launch(monkeypatch, "deploy", rig="widowx", policy=ckpt)
     args = {a.kwargs["executable"]: a.kwargs["arguments"] for a in actions}
-    assert args["rig"] == ["rig=widowx"] and args["inference"] == ["rig=widowx", f"{POLICY_OVERRIDE_KEY}=bc_v3"]
+    assert args["rig"] == ["rig=widowx"] and args["inference"] == ["rig=widowx", f"{POLICY_OVERRIDE_KEY}={ckpt}"]
     assert {a.kwargs["namespace"] for a in actions} == {"/wx250s"}

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from robot_stack.calibration.files import CalibrationError
-from robot_stack.cli.profiles import ProfileError, launch_profile_name, load_profile
+from robot_stack.conf.profiles import ProfileError, launch_profile_name, load_profile
 
 COMMANDS = ("workspace", "home", "intrinsics", "handeye")
 OWN_KEYS = ("rig", "device", "camera", "mode", "views", "samples", "margin_m", "min_extent_m", "calibration_dir")

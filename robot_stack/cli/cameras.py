@@ -13,8 +13,12 @@ import os
 def list_cameras(fake_realsense: list[str] | None = None) -> list[dict]:
     found: list[dict] = []
     if fake_realsense:
-        from robot_stack.cameras import fake_realsense as fake
+        from robot_stack.cameras.factory import CAMERA_MODULES
         from robot_stack.cameras.realsense import list_devices
+        from robot_stack.registry import import_registering_module
+
+        # The fake SDK is test support (robot_stack_testing): named by the camera factory, imported only here.
+        fake = import_registering_module(CAMERA_MODULES["fake_realsense"][0], "camera type 'fake_realsense'")
 
         for s in fake_realsense:
             fake.add_device(s)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from robot_stack.cli.profiles import ProfileError, launch_profile_name, load_profile
+from robot_stack.conf.profiles import ProfileError, launch_profile_name, load_profile
 
 OWN_KEYS = ("rig", "task", "episodes", "device", "policy", "max_episode_s")
 

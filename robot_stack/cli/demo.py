@@ -25,9 +25,9 @@ def _line(msg: str) -> None:
 
 
 def run_demo(overrides: list[str]) -> int:
-    from robot_stack.cli.profiles import load_profile
     from robot_stack.cli.supervisor import NodeDiedError, Supervisor
     from robot_stack.conf import load_config
+    from robot_stack.conf.profiles import load_profile
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = Path("data/demo") / stamp

@@ -59,8 +59,11 @@ Most used overrides:
   learner.offline_steps=N   offline updates        learner.batch_size=N    batch size
   learner.online=false      offline only           learner.seed=N          seed
   task=put_cube_in_bowl     task (language conditioning, evaluation)
+  policy:=<name>            train a policy manifest's recipe (policies/<name>.yaml) into the checkpoint root
+                            that `robot-stack up <deploy profile> policy:=<name>` deploys from
 
 Examples:
+  robot-stack learn policy:=cube_in_bowl_bc store=data/stores/sim_widowx.zarr
   robot-stack learn learner=calql_state store=data/sim/store.zarr checkpoints=data/ckpt/calql
   robot-stack learn learner=bc store=data/sim/store.zarr checkpoints=data/ckpt/bc learner.offline_steps=2000
   robot-stack config learner=calql       (print the composed configuration first)""",
@@ -69,8 +72,11 @@ Examples:
 Prints the composed hydra configuration (robot_stack/conf) after the overrides: what every node and the
 learner would run with. Use it to check an override before starting a session.
 
+`policy:=<name>` prints the training recipe of policies/<name>.yaml (what `robot-stack learn policy:=<name>` runs).
+
 Examples:
   robot-stack config rig=widowx
+  robot-stack config policy:=cube_in_bowl_bc
   robot-stack config learner=calql_state learner.offline_steps=5000""",
     "profiles": """robot-stack profiles
 

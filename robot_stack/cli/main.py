@@ -3,7 +3,7 @@
     robot-stack demo [overrides]          the whole loop on the simulated WidowX (collect -> train -> deploy)
     robot-stack up <profile> [overrides]  start a profile's nodes (same graph as `ros2 launch`), Ctrl-C stops all
     robot-stack profiles                  list the profiles
-    robot-stack config [overrides]        print the composed configuration
+    robot-stack config [overrides]        print the composed configuration (policy:=<name>: that recipe's)
     robot-stack sim <tasks|generate|view> simulation suite: task list, prior-data generator, montage PNGs
     robot-stack collect rig=... task=... episodes=N [device=keyboard]   teleoperated data collection
     robot-stack calibrate <workspace|home|intrinsics|handeye> rig=... [camera=front mode=...]   site calibration
@@ -37,7 +37,7 @@ COMMANDS = {
 
 
 def _profiles(argv: list[str]) -> int:
-    from robot_stack.cli.profiles import available_profiles
+    from robot_stack.conf.profiles import available_profiles
 
     print("\n".join(available_profiles()))
     return 0
@@ -47,8 +47,9 @@ def _config(argv: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from robot_stack.conf import load_config
+    from robot_stack.policies.catalog import expand_recipe_args
 
-    print(OmegaConf.to_yaml(load_config(argv)))
+    print(OmegaConf.to_yaml(load_config(expand_recipe_args(argv))))
     return 0
 
 

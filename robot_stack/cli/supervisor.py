@@ -1,7 +1,7 @@
 """`robot-stack up <profile>`: start a profile's nodes as processes, stream their output, stop them all.
 
 The pip-installed stand-in for `ros2 launch` (CI, `make demo`, machines without a ROS install); it reads
-the same profile the launch files read (robot_stack/cli/profiles.py).
+the same profile the launch files read (robot_stack/conf/profiles.py), and takes the same `policy:=`.
 
     Supervisor.start()
       ├─ per node: Popen(python -m <module> <args> --ros-args -r __ns:=<ns>), own session/process group,
@@ -34,13 +34,14 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from robot_stack.cli.profiles import (
+from robot_stack.conf.profiles import (
     Profile,
     ProfileError,
     available_profiles,
     load_profile,
     node_command,
     ros_env,
+    with_policy,
 )
 
 LAST_LINES = 15  # lines of a failed node's output quoted in the error
@@ -366,7 +367,9 @@ def up_main(argv: list[str]) -> int:
         prog="robot-stack up",
         description="Start a profile's nodes (the same graph as `ros2 launch`); Ctrl-C stops them all.",
         epilog="Overrides: hydra key=value for every node, or <node>.key=value for one node "
-               "(e.g. task=take_cube_out_of_bowl recorder.flush_every=8). "
+               "(e.g. task=take_cube_out_of_bowl recorder.flush_every=8). policy:=<name> deploys a policy "
+               "manifest of policies/ (or a checkpoint directory) on a deploy profile, as the launch files' "
+               f"policy:= does (e.g. robot-stack up sim_deploy policy:=cube_in_bowl_bc). "
                f"Profiles: {', '.join(available_profiles())}.")
     parser.add_argument("profile", help="profile name or path to a profile YAML file")
     parser.add_argument("overrides", nargs="*", help="hydra overrides")
@@ -378,9 +381,14 @@ def up_main(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
         return int(e.code or 0)
+    from robot_stack.policies.catalog import PolicyManifestError, split_policy_args
+
     try:
-        profile = load_profile(args.profile, args.overrides)
-    except ProfileError as e:
+        policy, overrides = split_policy_args(args.overrides)
+        profile = load_profile(args.profile, overrides)
+        if policy is not None:
+            profile = with_policy(profile, policy)
+    except (ProfileError, PolicyManifestError) as e:
         print(f"[up] {e}", file=sys.stderr, flush=True)
         return 2
 

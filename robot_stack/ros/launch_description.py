@@ -1,7 +1,7 @@
 """The one body behind every `launch/*.launch.py`: a profile becomes launch_ros Node actions.
 
-Both start paths read the same profile through `robot_stack.cli.profiles.launch_nodes`, so `ros2 launch`
-and `robot-stack up` cannot drift. `launch`/`launch_ros` are imported inside the functions: they exist
+Both start paths read the same profile through `robot_stack.conf.profiles` (`launch_nodes` here), so
+`ros2 launch` and `robot-stack up` cannot drift. `launch`/`launch_ros` are imported inside the functions: they exist
 only on a real ROS 2 install, never in the pip environment.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from robot_stack.cli.profiles import DEFAULT_RIG, launch_nodes
+from robot_stack.conf.profiles import DEFAULT_RIG, launch_nodes
 
 
 def _node_actions(context, launch: str, rig_args: bool):
@@ -34,7 +34,7 @@ def _node_actions(context, launch: str, rig_args: bool):
             namespace=n.namespace,
             arguments=list(n.arguments),
             # SROS2: with ROS_SECURITY_ENABLE=true each node runs in its enclave /robot_stack/<name>, as under
-            # the supervisor (robot_stack/cli/profiles.py node_command).
+            # the supervisor (robot_stack/conf/profiles.py node_command).
             ros_arguments=(["--enclave", f"/robot_stack/{n.name}"]
                            if str({**os.environ, **n.env}.get("ROS_SECURITY_ENABLE", "")).lower() == "true" else []),
             additional_env=dict(n.env),
@@ -58,8 +58,9 @@ def generate(launch: str, rig_args: bool):
             DeclareLaunchArgument("rig", default_value=DEFAULT_RIG,
                                   description="sim_widowx | widowx | franka (real rigs read calibration/<rig>/); sim_franka later"),
             DeclareLaunchArgument("policy", default_value="",
-                                  description="policy to deploy; becomes inference.policy=<value> for the "
-                                              "inference node (profiles without one reject it)"),
+                                  description="policy to deploy: a manifest name in policies/ (or its path), or a "
+                                              "checkpoint directory; for the inference node (profiles without "
+                                              "one reject it)"),
         ]
     args.append(DeclareLaunchArgument("overrides", default_value="",
                                       description="space-separated hydra overrides: key=value for every node, "

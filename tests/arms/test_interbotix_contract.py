@@ -12,9 +12,9 @@ import inspect
 
 import numpy as np
 
-from robot_stack.arms.fake_interbotix import FakeInterbotixManipulatorXS
 from robot_stack.arms.safety import SafetyConfig
 from robot_stack.arms.widowx import WidowX, WidowXConfig
+from robot_stack_testing.fake_interbotix import FakeInterbotixManipulatorXS
 
 
 def _sig(text: str) -> inspect.Signature:
@@ -145,7 +145,7 @@ def test_fake_velocity_check_compares_with_joint_commands_as_the_sdk_does():
     far = np.array([1.0, -0.5, 0.5, 0.0, 0.6, 0.0])
     bot.core.robot_write_commands("arm", list(far))  # the driver's per-step publish: joint_commands unchanged
     from robot_stack.arms import poses
-    from robot_stack.arms.fake_interbotix import WX250S_M, WX250S_SLIST
+    from robot_stack_testing.fake_interbotix import WX250S_M, WX250S_SLIST
 
     target = poses.fk_space(WX250S_M, WX250S_SLIST, far + np.array([0.01, 0, 0, 0, 0, 0]))
     _, ok = bot.arm.set_ee_pose_matrix(target, custom_guess=list(far), execute=False)

@@ -98,7 +98,7 @@ def test_grabber_without_frames_says_so():
 
 
 def test_realsense_by_serial_fixed_exposure_depth_and_restart():
-    from robot_stack.cameras import fake_realsense
+    from robot_stack_testing import fake_realsense
 
     cam = make_camera("front", {"type": "fake_realsense", "serial": "123", "height": 24, "width": 32,
                                 "fps_hz": 200, "enable_depth": True, "exposure_us": 8000, "white_balance_k": 4500,
@@ -126,8 +126,8 @@ def test_realsense_by_serial_fixed_exposure_depth_and_restart():
 def test_realsense_serial_is_required_and_checked():
     with pytest.raises(ValueError, match="serial"):
         make_camera("front", {"type": "fake_realsense", "height": 24, "width": 32, "fps_hz": 30})
-    from robot_stack.cameras.fake_realsense import module
     from robot_stack.cameras.realsense import RealSenseCamera, RealSenseConfig
+    from robot_stack_testing.fake_realsense import module
 
     cam = RealSenseCamera("front", RealSenseConfig("999", 24, 32, 30), rs=module())
     with pytest.raises(RuntimeError, match="no RealSense with serial 999"):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from robot_stack.cli.profiles import load_profile
 from robot_stack.cli.supervisor import NodeDiedError, Supervisor, pick_domain_id, up_main
+from robot_stack.conf.profiles import load_profile
 
 # Fixture "nodes": plain Python modules run as `python -m <module> <args> --ros-args -r __ns:=...`.
 NODES = {

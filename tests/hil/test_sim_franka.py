@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from robot_stack.cli.episodes import run_episode
-from robot_stack.cli.profiles import load_profile
 from robot_stack.cli.supervisor import Supervisor
+from robot_stack.conf.profiles import load_profile
 
 pytestmark = pytest.mark.hil
 

@@ -1,7 +1,8 @@
 """Profiles: which node processes make up a robot graph, with what environment and arguments.
 
 One YAML per profile in `robot_stack/conf/profile/<name>.yaml`. Both ways of starting a graph read it,
-so they cannot drift:
+so they cannot drift (this module sits in robot_stack/conf, below both of its users: robot_stack/cli and
+robot_stack/ros never import each other, tests/test_import_boundaries.py):
 
     robot-stack up <profile> [overrides]          robot_stack.cli.supervisor (CI, `make demo`, pip installs)
     ros2 launch robot_stack_ros <x>.launch.py     launch/*.launch.py via `launch_nodes()` (real ROS 2 installs)
@@ -23,6 +24,9 @@ Command-line overrides (`load_profile(name, overrides)`) are hydra `key=value` s
 unchanged (each node's own settings live under its own name in robot_stack.yaml: `recorder.*`,
 `inference.*`, `learner.*`); anything else (`task=...`, `store=...`) goes to every node, so all of
 them compose the same store, rig and task. A later override of the same key replaces an earlier one.
+
+`policy:=<name>` (launch files, `robot-stack up`) deploys a manifest of the top-level policies/
+(robot_stack/policies/catalog.py) or a checkpoint directory: `with_policy(profile, policy)`.
 
 Nothing here imports rclpy or launch: this module is read by the launch files and by the tests.
 """
@@ -127,9 +131,29 @@ def load_profile(name_or_path: str | os.PathLike, overrides: Sequence[str] = ())
     return replace(profile, namespace=rig_namespace(profile))
 
 
+def profile_rig(profile: Profile) -> str:
+    """The rig (conf/rig/<rig>.yaml) the profile's nodes are configured with; every node names the same one."""
+    return _rig_and_namespace(profile)[0]
+
+
 def rig_namespace(profile: Profile) -> str:
     """The ROS namespace of the rig the profile's nodes are configured with (`rig=` / `rig.namespace=` args,
     later args winning as in hydra; default rig otherwise). Every node must name the same rig."""
+    rig, ns = _rig_and_namespace(profile)
+    if ns:
+        return ns
+    rig_file = resources.files("robot_stack.conf").joinpath("rig", f"{rig}.yaml")
+    if not rig_file.is_file():
+        known = sorted(p.name[:-5] for p in resources.files("robot_stack.conf").joinpath("rig").iterdir()
+                       if p.name.endswith(".yaml"))
+        raise ProfileError(f"unknown rig {rig!r}; known rigs: {', '.join(known)}")
+    namespace = (yaml.safe_load(rig_file.read_text()) or {}).get("namespace")
+    if not isinstance(namespace, str) or not namespace.startswith("/"):
+        raise ProfileError(f"rig {rig}: conf/rig/{rig}.yaml needs an absolute `namespace` like /wx250s")
+    return namespace
+
+
+def _rig_and_namespace(profile: Profile) -> tuple[str, str | None]:
     per_node: dict[str, tuple[str, str | None]] = {}
     for n in profile.nodes:
         rig, ns = DEFAULT_RIG, None
@@ -143,18 +167,7 @@ def rig_namespace(profile: Profile) -> str:
     if len(set(per_node.values())) > 1:
         raise ProfileError(f"profile {profile.name}: nodes are configured with different rigs {per_node}; "
                            "give rig=... once for all nodes")
-    rig, ns = next(iter(per_node.values()))
-    if ns:
-        return ns
-    rig_file = resources.files("robot_stack.conf").joinpath("rig", f"{rig}.yaml")
-    if not rig_file.is_file():
-        known = sorted(p.name[:-5] for p in resources.files("robot_stack.conf").joinpath("rig").iterdir()
-                       if p.name.endswith(".yaml"))
-        raise ProfileError(f"unknown rig {rig!r}; known rigs: {', '.join(known)}")
-    namespace = (yaml.safe_load(rig_file.read_text()) or {}).get("namespace")
-    if not isinstance(namespace, str) or not namespace.startswith("/"):
-        raise ProfileError(f"rig {rig}: conf/rig/{rig}.yaml needs an absolute `namespace` like /wx250s")
-    return namespace
+    return next(iter(per_node.values()))
 
 
 def _parse(name: str, data: object, source: str) -> Profile:
@@ -249,6 +262,29 @@ def apply_overrides(profile: Profile, overrides: Sequence[str]) -> Profile:
     return replace(profile, nodes=nodes, overrides=(*profile.overrides, *overrides))
 
 
+def with_policy(profile: Profile, policy: str) -> Profile:
+    """`profile` deploying `policy` (the `policy:=` argument) on its inference node.
+
+    `policy` is a manifest name or path from the policy catalog (robot_stack/policies/catalog.py: checked against
+    the profile's rig and task, resolved to its checkpoint and policy type), or a checkpoint directory (its
+    `latest` is loaded). ProfileError names what does not fit.
+    """
+    from robot_stack.policies.catalog import PolicyManifestError, load_policy_manifest, resolve_deployment
+
+    if "inference" not in profile.node_names:
+        raise ProfileError(f"policy:={policy} given, but profile {profile.name} runs no inference node")
+    if Path(policy).is_dir():  # a checkpoint directory or root, as before the catalog existed
+        return apply_overrides(profile, [f"{POLICY_OVERRIDE_KEY}={policy}"])
+    try:
+        manifest = load_policy_manifest(policy)
+        # What the inference node composes (profile args + routed overrides) decides the checkpoint root.
+        inference_args = [a for a in profile.node("inference").args if _override_key(a) != "rig"]
+        deployment = resolve_deployment(manifest, profile_rig(profile), inference_args)
+    except PolicyManifestError as e:
+        raise ProfileError(f"{e} (policy:={policy}, profile {profile.name})") from None
+    return apply_overrides(profile, deployment.overrides)
+
+
 def ros_args(namespace: str) -> list[str]:
     """ROS arguments every node gets, the same ones launch_ros adds for `Node(namespace=...)`."""
     return ["--ros-args", "-r", f"__ns:={namespace}"] if namespace and namespace != "/" else []
@@ -292,8 +328,8 @@ LAUNCH_PROFILES: dict[str, dict[str, str]] = {
                "franka": "franka_deploy"},
 }
 _PENDING_RIGS: dict[str, str] = {}
-# `policy:=X` becomes this hydra override for the inference node; a node that lacks the key fails
-# loudly in hydra rather than silently running a different policy.
+# `policy:=<checkpoint dir>` becomes this hydra override for the inference node (a manifest adds the policy type
+# too); a node that lacks the key fails loudly in hydra rather than silently running a different policy.
 POLICY_OVERRIDE_KEY = "inference.policy"
 
 
@@ -326,17 +362,15 @@ def launch_nodes(launch: str, rig: str = DEFAULT_RIG, policy: str = "",
                  overrides: Sequence[str] = ()) -> tuple[Profile, list[LaunchNode]]:
     """Profile + the node descriptions `launch/<launch>.launch.py` turns into launch_ros Nodes.
 
-    `policy` (the `policy:=` launch arg) is routed to the inference node as `inference.policy=<policy>`;
-    a profile without an inference node rejects it.
+    `policy` (the `policy:=` launch arg) is a policy manifest or checkpoint directory deployed on the inference
+    node (`with_policy`); a profile without an inference node rejects it.
     """
     profile_name = launch_profile_name(launch, rig)
     # The sim profiles serve several sim rigs: name the rig so the nodes (and the namespace) follow it.
     extra = [f"rig={rig}", *overrides] if rig != DEFAULT_RIG else list(overrides)
-    if policy:
-        if "inference" not in load_profile(profile_name).node_names:
-            raise ProfileError(f"policy:={policy} given, but profile {profile_name} runs no inference node")
-        extra.append(f"{POLICY_OVERRIDE_KEY}={policy}")
     profile = load_profile(profile_name, extra)
+    if policy:
+        profile = with_policy(profile, policy)
     nodes = [LaunchNode(name=n.name, package=ROS_PACKAGE, executable=n.executable, namespace=profile.namespace,
                         arguments=n.args, env=dict(profile.env), required=n.required) for n in profile.nodes]
     return profile, nodes

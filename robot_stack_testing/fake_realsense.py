@@ -5,7 +5,8 @@ try_wait_for_frames / stop, device.first_color_sensor().set_option(option.*), fi
 get_frame_timestamp_domain, video_stream_profile.get_intrinsics().
 
 Frames are synthetic (a moving gradient + depth ramp) stamped in the global-time domain. `freeze()` makes the
-device keep returning its last buffer, like a stalled USB camera. Registered as camera type `fake_realsense`.
+device keep returning its last buffer, like a stalled USB camera. Registered as camera type `fake_realsense`
+(robot_stack/cameras/factory.py imports this module by name).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Profiles (robot_stack/cli/profiles.py): the packaged ones validate and agree with the ROS package."""
+"""Profiles (robot_stack/conf/profiles.py): the packaged ones validate and agree with the ROS package."""
 
 import ast
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robot_stack.cli.profiles import (
+from robot_stack.conf.profiles import (
     ProfileError,
     available_profiles,
     load_profile,
@@ -162,7 +162,7 @@ def test_node_command_and_env(tmp_path):
 
 
 def test_sros2_enclave_per_node_when_security_is_on():
-    from robot_stack.cli.profiles import load_profile, node_command
+    from robot_stack.conf.profiles import load_profile, node_command
 
     p = load_profile("widowx_deploy")
     rig = next(n for n in p.nodes if n.name == "rig")
@@ -173,7 +173,7 @@ def test_sros2_enclave_per_node_when_security_is_on():
 
 
 def test_real_rig_profiles_keep_discovery_on_the_robot_machine():
-    from robot_stack.cli.profiles import load_profile
+    from robot_stack.conf.profiles import load_profile
 
     for name in ("widowx_collect", "widowx_deploy", "franka_collect", "franka_deploy"):
         assert load_profile(name).env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST", name

@@ -13,7 +13,8 @@ Like Interbotix's own `xs_sdk_sim`, commanded joint positions are reached at onc
 (`inject_effort`, `inject_hardware_error`) and every call is counted, so tests can check that the driver
 does not write servo registers in the control loop.
 
-Registered as arm driver `fake_interbotix`: `rig.driver=fake_interbotix` runs the real-rig node without an arm.
+Registered as arm driver `fake_interbotix` (robot_stack/arms/factory.py imports this module by name): `rig.driver=fake_interbotix`
+runs the real-rig node without an arm.
 """
 
 from __future__ import annotations
