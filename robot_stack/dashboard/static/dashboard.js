@@ -49,10 +49,17 @@ function confirmDialog(text) {
 }
 
 // ---- commands -------------------------------------------------------------------------------------------
-$("estop-engage").addEventListener("click", async () => {
+// The stop is sent on pointerdown (the press, as with a hardware mushroom button), not on click (the release);
+// "click" still covers the keyboard (Enter/Space). A second event within a moment of the first is not resent.
+let estopSentAt = 0;
+async function engageEstop() {
+  if (Date.now() - estopSentAt < 500) return;
+  estopSentAt = window.dashboardEstopSentAt = Date.now();  // read by the browser test to time the stop
   const r = await post("/api/estop", {engage: true});
   if (r) say("e-stop engaged: " + r.message);
-});
+}
+$("estop-engage").addEventListener("pointerdown", engageEstop);
+$("estop-engage").addEventListener("click", engageEstop);
 $("estop-release").addEventListener("click", async () => {
   if (!await confirmDialog("Release the e-stop? The arm may move as soon as it is released.")) return;
   const r = await post("/api/estop", {engage: false, confirm: "release"});
@@ -102,8 +109,9 @@ function renderCameras(s) {
 
 function renderArm(s) {
   const st = s.arm.status;
-  const estop = s.arm.estop !== null ? s.arm.estop : (st.status === "estopped" ? true : null);
-  if (estop === null) badge($("estop-state"), "e-stop: unknown", "stale");
+  // arm/status (every control tick) is the truth; the latched estop topic only changes on service calls.
+  const estop = st.status && fresh("arm/status") ? st.status === "estopped" : s.arm.estop;
+  if (estop === null || estop === undefined) badge($("estop-state"), "e-stop: unknown (no arm/status)", "stale");
   else badge($("estop-state"), estop ? "E-STOPPED" : "e-stop released", estop ? "bad" : "ok");
   setText("arm-status", st.status, "arm/status");
   setText("arm-reason", st.reason, "arm/status");
