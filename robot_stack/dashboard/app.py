@@ -17,6 +17,10 @@ that moves the arm or edits data (e-stop release, rollback, exclude/include), se
 `Authorization: Bearer`. Engaging the e-stop never needs one: a stop must never be blocked by a login.
 Reading (the page, live values, episodes) stays open so a wall screen can show the rig.
 
+Other web pages open in the operator's browser must not drive the rig through it: a POST whose Origin is not
+this server is refused (cross-site requests), and on loopback a request whose Host is not a loopback name is
+refused (DNS rebinding: a foreign page that re-resolves its own name to 127.0.0.1).
+
 Handlers never touch rclpy: commands are queued on the hub and answered by the bridge node.
 """
 
@@ -31,6 +35,7 @@ import threading
 from importlib import resources
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from robot_stack.conf import ConfigError
 from robot_stack.dashboard.hub import CommandTimeout, DashboardHub, encode_jpeg, thumbnail
@@ -47,6 +52,13 @@ _PUSH_MAX_PERIOD_S = 1.0    # at least one a second, so the ages (staleness) on 
 class DashboardConfigError(ConfigError):
     """A host/port/token combination that must not start; the message names the fix (printed without a
     traceback: a ConfigError is an operator error, robot_stack/errors.py)."""
+
+
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
+
+
+def _hostname(host_header: str) -> str:
+    return (urlsplit(f"//{host_header}").hostname or "").lower()
 
 
 def is_loopback(host: str) -> bool:
@@ -67,6 +79,17 @@ class DashboardSecurity:
                 f"the dashboard binds {self.host!r}, which other machines can reach, so it needs a token of at "
                 "least 12 characters for e-stop release, rollback and episode edits: set dashboard.token=<secret> "
                 "(or ROBOT_STACK_DASHBOARD_TOKEN), or bind dashboard.host=127.0.0.1")
+
+    def foreign_request(self, method: str, headers) -> str | None:
+        """Why a request from another web page must be refused (see module docstring), else None."""
+        host = headers.get("host", "")
+        if not self.token_required and _hostname(host) not in _LOOPBACK_NAMES:
+            return (f"Host {host!r} is not this machine's loopback address; open the dashboard as "
+                    "http://127.0.0.1:<port>/ (requests through other names are refused: DNS rebinding)")
+        origin = headers.get("origin")
+        if method not in ("GET", "HEAD", "OPTIONS") and origin is not None and urlsplit(origin).netloc != host:
+            return f"cross-origin request from {origin!r} refused: only the dashboard's own page may send commands"
+        return None
 
     def check(self, headers) -> str | None:
         """None if the request may move the arm / edit data, else the reason (the 401/403 message)."""
@@ -92,6 +115,13 @@ def create_app(hub: DashboardHub, store: StoreView | None, checkpoints: str | Pa
     from pydantic import BaseModel, ConfigDict
 
     app = FastAPI(title="robot_stack dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def same_origin_only(request: Request, call_next):
+        problem = security.foreign_request(request.method, request.headers)
+        if problem is not None:
+            return JSONResponse({"detail": problem}, status_code=403)
+        return await call_next(request)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     class _Body(BaseModel):

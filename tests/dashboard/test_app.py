@@ -69,7 +69,7 @@ def make_client(store_path, tmp_path):
         view = StoreView(store_path)
         app = create_app(hub, view, tmp_path / "ckpt", DashboardSecurity(host, token), command_timeout_s=timeout_s)
         b = Bridge(hub) if bridge else None
-        client = TestClient(app)
+        client = TestClient(app, base_url="http://127.0.0.1:8765")
         made.append((b, view))
         return client, hub, b
 
@@ -152,6 +152,18 @@ def test_bad_reads_get_a_clear_4xx(make_client):
     r = client.get("/api/episodes/0/frames/0.jpg", params={"camera": "rear"})
     assert r.status_code == 404 and "['front', 'wrist']" in r.json()["detail"]
     assert client.get("/api/episodes/0/frames/0.jpg").status_code == 422  # camera is required
+
+
+def test_other_web_pages_cannot_send_commands(make_client):
+    client, _, bridge = make_client()
+    r = client.post("/api/estop", json={"engage": False, "confirm": "release"}, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "cross-origin" in r.json()["detail"]
+    # DNS rebinding: a foreign name resolved to 127.0.0.1 reaches the server with its own Host header.
+    r = client.post("/api/estop", json={"engage": False, "confirm": "release"}, headers={"Host": "evil.example:8765"})
+    assert r.status_code == 403 and "DNS rebinding" in r.json()["detail"]
+    assert client.get("/api/state", headers={"Host": "evil.example"}).status_code == 403
+    ok = client.post("/api/estop", json={"engage": True}, headers={"Origin": "http://127.0.0.1:8765"})
+    assert ok.status_code == 200 and bridge.calls == ["estop_engage"]  # the page's own requests pass
 
 
 def test_a_dead_bridge_times_out_and_the_stale_command_is_never_run(make_client):
