@@ -78,6 +78,27 @@ Examples:
   robot-stack config rig=widowx
   robot-stack config policy:=cube_in_bowl_bc
   robot-stack config learner=calql_state learner.offline_steps=5000""",
+    "dashboard": """robot-stack dashboard [overrides]
+
+Serves the operator page of a running rig (the bridge node robot_stack.ros.dashboard_node; the collect, deploy
+and demo profiles start it too): camera thumbnails, arm status and an E-STOP button (release asks to confirm),
+practice status, the active policy and the learner's losses, checkpoint versions with rollback, and the
+store's episodes (thumbnails, replay, exclude/include). Join a graph started elsewhere with the same
+ROS_DOMAIN_ID and rig.
+
+Token rule: bound to 127.0.0.1 (the default) no token is asked for. Bound to any other address, e-stop
+release, rollback and exclude/include need dashboard.token (or ROBOT_STACK_DASHBOARD_TOKEN, >= 12 characters);
+engaging the e-stop never needs one.
+
+Most used overrides:
+  dashboard.port=8765        port                 dashboard.host=0.0.0.0 dashboard.token=...   serve the lab network
+  store=data/stores/x.zarr   the store to list    checkpoints=<dir>      checkpoint versions to list
+  rig=sim_widowx             namespace and cameras of the rig to show
+
+Examples:
+  robot-stack dashboard                         then open http://127.0.0.1:8765/
+  ROS_DOMAIN_ID=42 robot-stack dashboard rig=widowx store=data/stores/widowx.zarr
+  robot-stack dashboard dashboard.host=0.0.0.0 dashboard.token=$(openssl rand -hex 16)""",
     "profiles": """robot-stack profiles
 
 Lists the profiles (robot_stack/conf/profile/*.yaml): each is the node graph of one job (collect, deploy,

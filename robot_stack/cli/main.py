@@ -10,6 +10,7 @@
     robot-stack cameras list              connected RealSense serials and V4L2 devices
     robot-stack store <command> ...       inspect/curate a trajectory store (robot-stack store --help)
     robot-stack learn learner=calql store=... [overrides]   offline pre-training + online fine-tuning (no ROS)
+    robot-stack dashboard [dashboard.port=8765] [overrides]   operator web page of a running rig (e-stop, episodes)
 
 `robot-stack <command> --help` explains each command, its config groups and examples.
 """
@@ -30,6 +31,7 @@ COMMANDS = {
     "cameras": "robot_stack.cli.cameras",
     "store": "robot_stack.cli.store",
     "learn": "robot_stack.learn.run",
+    "dashboard": "robot_stack.ros.dashboard_node",
     "sim": "robot_stack.cli.sim",
     "profiles": "robot_stack.cli.main:_profiles",
     "config": "robot_stack.cli.main:_config",

@@ -29,7 +29,7 @@ def test_help_on_every_subcommand(cmd, sub, flag, capsys):
     assert len(text.strip().splitlines()) >= 3, f"too little help for {cmd}: {text!r}"
 
 
-@pytest.mark.parametrize("cmd", ["learn", "demo", "collect", "config"])
+@pytest.mark.parametrize("cmd", ["learn", "demo", "collect", "config", "dashboard"])
 def test_override_commands_list_config_groups_and_examples(cmd, capsys):
     rc, text = run_cli([cmd, "--help"], capsys)
     assert rc == 0
@@ -40,3 +40,8 @@ def test_override_commands_list_config_groups_and_examples(cmd, capsys):
 def test_top_level_help_points_at_subcommand_help(capsys):
     rc, text = run_cli(["--help"], capsys)
     assert rc == 0 and "--help" in text and "robot-stack learn" in text
+
+
+def test_dashboard_help_states_the_token_rule(capsys):
+    rc, text = run_cli(["dashboard", "--help"], capsys)
+    assert rc == 0 and "127.0.0.1" in text and "dashboard.token" in text and "never needs one" in text

@@ -19,9 +19,9 @@ from robot_stack.conf.profiles import (
 REPO = Path(__file__).resolve().parents[2]
 SETUP_PY = REPO / "ros_ws" / "src" / "robot_stack_ros" / "setup.py"
 EXPECTED = {
-    "sim_demo": ["sim_rig", "recorder", "learner", "inference"],
-    "sim_collect": ["sim_rig", "recorder"],
-    "sim_deploy": ["sim_rig", "recorder", "inference"],
+    "sim_demo": ["sim_rig", "recorder", "learner", "inference", "dashboard"],
+    "sim_collect": ["sim_rig", "recorder", "dashboard"],
+    "sim_deploy": ["sim_rig", "recorder", "inference", "dashboard"],
 }
 
 
@@ -38,6 +38,13 @@ def test_packaged_profiles_are_the_expected_ones():
     assert set(EXPECTED) <= set(available_profiles())
     for name, nodes in EXPECTED.items():
         assert load_profile(name).node_names == nodes
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_every_profile_runs_the_dashboard_as_a_node_that_may_die(name):
+    # Issue 14: the operator page comes up with every collect/deploy/demo graph, but a dead page never stops the rig.
+    dash = load_profile(name).node("dashboard")
+    assert dash.module == "robot_stack.ros.dashboard_node" and dash.required is False
 
 
 @pytest.mark.parametrize("name", available_profiles())

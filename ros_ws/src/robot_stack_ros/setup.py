@@ -40,6 +40,7 @@ setup(
             "inference = robot_stack.ros.inference_node:main",
             "rig = robot_stack.ros.rig_node:main",
             "teleop = robot_stack.ros.teleop_node:main",
+            "dashboard = robot_stack.ros.dashboard_node:main",
         ],
     },
 )
