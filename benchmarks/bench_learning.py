@@ -205,22 +205,41 @@ def cell_1a(method: str, seed: int, S: dict, work: Path) -> dict:
     d_target = generate_state(store, [TIER1A_TASK], S["t1a_target_demos"], 0.0, 2000 + seed)
     gen_s = time.perf_counter() - t0
     language = get_task(TIER1A_TASK).language
-    if method == "ptr":
-        cfg = learner_cfg("ptr", TIER1A_TASK, S, seed, offline_steps=S["t1a_ptr_steps"],
-                          target_switch_step=S["t1a_switch"])
-    elif method == "cql":
-        cfg = learner_cfg("cql", TIER1A_TASK, S, seed, offline_steps=S["t1a_scratch_steps"], task=language)
+    # "ptr+a1@15000": a recipe variant (VARIANTS) and/or another update budget (switch at 2/3): diagnostic rows.
+    name, _, steps = method.partition("@")
+    base, _, variant = name.partition("+")
+    if base == "ptr":
+        n = int(steps or S["t1a_ptr_steps"])
+        cfg = learner_cfg("ptr", TIER1A_TASK, S, seed, offline_steps=n,
+                          target_switch_step=S["t1a_switch"] if not steps else (2 * n) // 3)
+    elif base == "cql":
+        cfg = learner_cfg("cql", TIER1A_TASK, S, seed, offline_steps=int(steps or S["t1a_scratch_steps"]),
+                          task=language)
     else:
-        cfg = learner_cfg("bc_actor", TIER1A_TASK, S, seed, offline_steps=S["t1a_bc_steps"], task=language)
+        cfg = learner_cfg("bc_actor", TIER1A_TASK, S, seed, offline_steps=int(steps or S["t1a_bc_steps"]),
+                          task=language)
+    if variant:
+        cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
     svc, train_s = offline(cfg, store, work, f"1a {method} s{seed}")
     after = success_in_state_sim(svc.policy, TIER1A_TASK, S["eval_episodes"])
     control = None
-    if method == "ptr":   # the review's control: the same multi-task policy on a prior task it has data for
+    if base == "ptr":   # the review's control: the same multi-task policy on a prior task it has data for
         control = success_in_state_sim(svc.policy, TIER1B_TASK, S["eval_episodes"])
     return {"task": TIER1A_TASK, "prior_task_control": control,
             "data": {"prior": d_prior, "prior_tasks": prior, "target": d_target, "gen_s": gen_s},
             "updates": svc.step, "train_s": train_s, "after": after, "diagnostics": diagnostics(svc),
             "transitions": {"prior": len(svc.prior_pool), "target": len(svc.target_pool)}}
+
+
+# Recipe variants for diagnostic rows (method "algo+name"): algo_config keys over the YAML's.
+VARIANTS = {
+    # BC warm start of the actor for the first 2000 offline updates (CQLConfig.bc_steps: CQL's policy_eval_start,
+    # CORL bc_steps), then the YAML's Cal-QL/CQL actor loss; tests whether online RL improves a BC-level start.
+    "bcws": {"bc_steps": 2000},
+    # CQL α 1 fixed: Cal-QL's Adroit-binary value (algorithms.md §0 table) instead of the CPU recipe's 5.
+    # benchmarks/diag_calql_bound.py 1 15000 0: 14/20 after 15000 offline updates (α 5: 0.10–0.13 in Tier 1b).
+    "a1": {"cql_alpha": 1.0},
+}
 
 
 def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
@@ -231,10 +250,14 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
     store = work / "store.zarr"
     t0 = time.perf_counter()
     if tier == "1b":
-        # "calql@15000": the same cell with another offline budget (a diagnostic row).
-        algo, _, steps = method.partition("@")
+        # "calql@15000": the same cell with another offline budget; "calql+bcws@5000": also a recipe variant
+        # (VARIANTS); both are diagnostic rows.
+        name, _, steps = method.partition("@")
+        algo, _, variant = name.partition("+")
         data = generate_state(store, [task], S["t1b_episodes"], S["t1b_failure_share"], 3000 + seed)
         cfg = learner_cfg(algo, task, S, seed, offline_steps=int(steps or S["t1b_offline_steps"]), online=True)
+        if variant:
+            cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
         rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
     else:
         data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
@@ -341,7 +364,7 @@ def plot(cells: list[dict], path: Path) -> bool:
                             (axes[1], "1c", "Tier 1c: RLPD from 20 demos")):
         # The current recipes only (variants such as calql@5000 or [env-only] are in the tables): each seed thin,
         # the mean over seeds thick.
-        rows = [c for c in online if c["tier"] == tier and "@" not in c["method"] and "[" not in c["method"]]
+        rows = [c for c in online if c["tier"] == tier and not any(ch in c["method"] for ch in "@[+")]
         for method in sorted({c["method"] for c in rows}):
             runs = [c for c in rows if c["method"] == method]
             color = colors.get(method, "C3")
@@ -436,7 +459,9 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
               "50/50 offline/online batches.", "",
               "**Validity gate**: Cal-QL's bound (Q(s, π) clipped to the MC return) must be active on ≥ 20 % of "
               "policy actions at the end of offline; otherwise Cal-QL ≈ CQL by construction and the comparison is "
-              "VOID. Rows `method@N` are the same recipe with N offline updates (an earlier, shorter run).", ""]
+              "VOID. Rows `method@N` are the same recipe with N offline updates (an earlier, shorter run); rows "
+              "`method+variant` change the recipe as `VARIANTS` in bench_learning.py says (e.g. +bcws: BC warm "
+              "start of the actor for 2000 updates; +a1: CQL α 1).", ""]
         L += table(by["1b"], [lambda r: r["method"], lambda r: str(r["seed"]),
                               lambda r: (f"{r['data']['successes']}/{r['data']['episodes']}" if ok(r) else "–"),
                               lambda r: frac(r.get("before")), lambda r: frac(r.get("after")) if ok(r) else "error",
