@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 EVAL_SEED = 1_000_000
 TIER1A_TASK, TIER1B_TASK = "put_block_in_bowl", "put_cube_in_bowl"
-METHODS = {"0": ["bc_conv"], "1s": ["bc"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql"], "1c": ["rlpd"]}
+METHODS = {"0": ["bc_conv"], "1s": ["bc"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql", "bc"], "1c": ["rlpd"]}
 
 
 def log(msg: str) -> None:
@@ -255,6 +255,13 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
         name, _, steps = method.partition("@")
         algo, _, variant = name.partition("+")
         data = generate_state(store, [task], S["t1b_episodes"], S["t1b_failure_share"], 3000 + seed)
+        if algo == "bc":   # the baseline RL must beat: bc_actor on the same data's successful episodes only
+            data["gen_s"] = time.perf_counter() - t0
+            cfg = learner_cfg("bc_actor", task, S, seed, offline_steps=int(steps or S["t1s_steps"]))
+            svc, train_s = offline(cfg, store, work, f"1b bc s{seed}")
+            return {"task": task, "data": data, "updates": svc.step, "train_s": train_s,
+                    "after": success_in_state_sim(svc.policy, task, S["eval_episodes"]),
+                    "offline_diagnostics": diagnostics(svc)}
         cfg = learner_cfg(algo, task, S, seed, offline_steps=int(steps or S["t1b_offline_steps"]), online=True)
         if variant:
             cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
