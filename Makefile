@@ -11,18 +11,18 @@ PIP = scripts/pip_quiet.sh $(BIN)/pip
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench bench-learning lint clean
+.PHONY: setup demo test bench bench-learning lint lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install_system_deps.sh
+$(STAMP): pyproject.toml constraints.txt scripts/install_system_deps.sh
 	@bash scripts/install_system_deps.sh
 	@test -d $(VENV) || $(PY) -m venv $(VENV)
 	@echo "[setup] installing torch==2.13.0 (CPU) first so nothing pulls the CUDA build"
 	@$(PIP) --upgrade pip
 	@$(PIP) torch==2.13.0
-	@echo "[setup] installing robot_stack with the learn, sim, ros, formats, dev and bench extras"
-	@$(PIP) -e '.[all]'
+	@echo "[setup] installing robot_stack with the learn, sim, ros, formats, dev and bench extras (versions from constraints.txt)"
+	@$(PIP) -c constraints.txt -e '.[all]'
 	@# gym-hil ships MuJoCo Menagerie's Franka Panda MJCF + meshes (used by the sim Panda). Its own pins
 	@# (mujoco<3.9, gymnasium, pygame, ...) would downgrade MuJoCo 4, so only the assets are installed.
 	@$(PIP) --no-deps gym-hil==0.1.14
@@ -51,6 +51,15 @@ bench-learning: setup
 
 lint: setup
 	$(BIN)/ruff check robot_stack robot_stack_testing tests benchmarks
+
+# Re-pin constraints.txt to what .venv holds now (after a deliberate upgrade there and a green `make test`).
+# Every other dependency version is pinned so a fresh clone gets the environment CI passed on: an unpinned
+# MuJoCo 4.0.0 -> 4.0.1 once changed contact dynamics under the safety tests.
+lock:
+	@{ echo "# Exact versions of a .venv on which \`make test\` passed; \`make lock\` rewrites it. torch and gym-hil are"; \
+	   echo "# pinned in the Makefile itself (CPU wheel; assets installed without their own pins)."; \
+	   $(BIN)/pip freeze --exclude-editable 2>/dev/null | grep -v -i -e '^torch==' -e '^gym-hil==' -e ' @ '; } > constraints.txt
+	@echo "[lock] wrote constraints.txt ($$(grep -vc '^#' constraints.txt) pins)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -221,7 +221,7 @@ def run_sim_stream(sim, cfg: SafetyConfig, kind: str, n: int, seed: int = 0, met
         ctl.tick(time.time_ns())
         commanded = None if arm.last_check is None else sim.fk(arm.last_check.q_rad)
         meter.step(before, _fk_pose7(sim), commanded, ctl.n_executed > n_before, f"{kind}#{i}",
-                   contact=contact_before or sim.arm_in_contact())
+                   contact=contact_before or sim.arm_contacted_in_last_step() or sim.arm_in_contact())
     if ctl.fault:
         meter.violations.append(f"{kind}: driver fault {ctl.fault}")
     return meter

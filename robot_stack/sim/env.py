@@ -147,6 +147,7 @@ class TabletopSim:
         self._rest_q_rad = self._home_q_rad.copy()
         self._rng = np.random.default_rng(cfg.seed)
         self._q_cmd_rad = self._home_q_rad.copy()
+        self._contact_in_step = False
         self._target_pos_m = np.zeros(3)
         self._target_mat = np.eye(3)
         self.n_interventions = 0
@@ -229,20 +230,25 @@ class TabletopSim:
             mujoco.mj_step(m, d, nstep=SETTLE_STEPS)
         d.time = 0.0
         self._q_cmd_rad = self._home_q_rad.copy()
+        self._contact_in_step = False
         self._target_pos_m, self._target_mat = self._fk(self._q_cmd_rad)
 
     def arm_in_contact(self) -> bool:
-        """Whether any arm or gripper geom touches something (the table, an object): the measured pose then
+        """Whether any arm or gripper geom touches something (the table, an object) now: the measured pose then
         also answers to contact forces, not only to the command (the safety meter reports such steps apart)."""
         m, d = self.model, self.data
+        if d.ncon == 0:
+            return False
         root = m.body_rootid[m.site_bodyid[self._ee_site]]
-        for i in range(d.ncon):
-            c = d.contact[i]
-            arm1 = m.body_rootid[m.geom_bodyid[c.geom1]] == root
-            arm2 = m.body_rootid[m.geom_bodyid[c.geom2]] == root
-            if arm1 != arm2:  # the arm touches something else (self-contacts inside the gripper do not count)
-                return True
-        return False
+        on_arm = m.body_rootid[m.geom_bodyid[d.contact.geom[: d.ncon]]] == root  # (ncon, 2)
+        # The arm touches something else (self-contacts inside the gripper do not count).
+        return bool(np.any(on_arm[:, 0] != on_arm[:, 1]))
+
+    def arm_contacted_in_last_step(self) -> bool:
+        """Whether the arm touched anything at any physics substep of the last control step. A touch that
+        starts and ends inside one step (a finger pad striking the plate) is invisible to `arm_in_contact`
+        before and after, yet its impulse can fling the arm several cm (seen with MuJoCo 4.0.1)."""
+        return self._contact_in_step
 
     def place_arm(self, q_rad: np.ndarray) -> None:
         """Put the arm at joints q (n_joints,) at rest, as a person moving it by hand would (tests of the safety
@@ -254,6 +260,7 @@ class TabletopSim:
         d.ctrl[self._arm_act] = q
         mujoco.mj_forward(m, d)
         self._q_cmd_rad = q.copy()
+        self._contact_in_step = self.arm_in_contact()
         self._target_pos_m, self._target_mat = self._fk(q)
 
     def _randomize(self) -> None:
@@ -364,10 +371,13 @@ class TabletopSim:
         spec = self.arm_spec
         d.ctrl[self._gripper_act] = spec.gripper_ctrl_closed + gripper * (spec.gripper_ctrl_open - spec.gripper_ctrl_closed)
         # Ramping the servo targets keeps the motion smooth (a step target would fling a held cube).
-        for i in range(1, self._n_ramp + 1):
-            d.ctrl[self._arm_act] = q_from_rad + (i / self._n_ramp) * (q_to_rad - q_from_rad)
+        touched = False
+        for i in range(1, self._n_substeps + 1):
+            if i <= self._n_ramp:
+                d.ctrl[self._arm_act] = q_from_rad + (i / self._n_ramp) * (q_to_rad - q_from_rad)
             mujoco.mj_step(m, d)
-        mujoco.mj_step(m, d, nstep=self._n_substeps - self._n_ramp)
+            touched = touched or self.arm_in_contact()
+        self._contact_in_step = touched
         # mj_step leaves site poses at the last substep's pre-integration qpos: recompute them so the measured
         # ee pose is exactly FK of the measured joints (what the safety checks compare against).
         mujoco.mj_kinematics(m, d)

@@ -140,3 +140,24 @@ def test_task_language_and_switching(sim):
     assert sim.language == "take the cube out of the bowl"
     assert sim.is_success()  # the cube starts on the table, i.e. already out of the bowl
     sim.set_task("put_cube_in_bowl")
+
+
+def test_contact_is_seen_at_every_substep_of_a_control_step():
+    """`arm_contacted_in_last_step` covers the whole step (a touch inside one step can fling the arm, and the
+    safety meter must report that step as contact): free air gives False; pressed into the table, a step
+    ends in contact only if it saw contact; a reset clears it."""
+    s = TabletopSim(SimConfig(image_size_px=32, cameras=("front",), workspace_min_m=(0.1, -0.3, -0.05)))
+    try:
+        s.reset(seed=0)
+        s.apply_ee_delta(_action(dpos=(0, 0, 0.01)))
+        assert not s.arm_contacted_in_last_step() and not s.arm_in_contact()
+        seen = []
+        for _ in range(20):
+            s.apply_ee_delta(_action(dpos=(0, 0, -0.03)))
+            seen.append((s.arm_contacted_in_last_step(), s.arm_in_contact()))
+            assert s.arm_contacted_in_last_step() or not s.arm_in_contact()
+        assert any(during for during, _ in seen), "the gripper never touched the table"
+        s.reset(seed=0)
+        assert not s.arm_contacted_in_last_step()
+    finally:
+        s.close()
