@@ -170,6 +170,12 @@ class EpisodeMeta:
     # Stable identity across compact/merge (indices change there); the store assigns a uuid4 hex at commit.
     # The train/validation split hashes it, so an episode keeps its split as the store grows or is compacted.
     episode_id: str | None = None
+    # Reset-free practice (robot_stack/practice): the attempt number within the store's practice history, and in
+    # sim the ground-truth success. `success` stays the label the learner trains on (the success classifier's,
+    # for practice); `true_success` is for measurement only (classifier FP/FN, benchmarks) and nothing may
+    # train on it, or the sim would hand the robot a reward it cannot have on a real rig.
+    attempt: int | None = None
+    true_success: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -185,6 +191,14 @@ class EpisodeMeta:
             if not isinstance(self.success, bool | np.bool_):
                 raise StoreSchemaError(f"episode meta 'success' must be bool or None, got {self.success!r}")
             self.success = bool(self.success)
+        if self.true_success is not None:
+            if not isinstance(self.true_success, bool | np.bool_):
+                raise StoreSchemaError(f"episode meta 'true_success' must be bool or None, got {self.true_success!r}")
+            self.true_success = bool(self.true_success)
+        if self.attempt is not None:
+            if isinstance(self.attempt, bool) or int(self.attempt) != self.attempt or int(self.attempt) < 0:
+                raise StoreSchemaError(f"episode meta 'attempt' must be an int >= 0 or None, got {self.attempt!r}")
+            self.attempt = int(self.attempt)
         self.policy_version = _opt_str(self.policy_version)
         self.interventions = int(self.interventions)
         if self.interventions < 0:

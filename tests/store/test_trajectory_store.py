@@ -133,11 +133,18 @@ def test_meta_validation_and_float64_cast(tmp_path, schema):
         store.append_episode(make_episode(0), {**META, "phase": "sideways"})
     with pytest.raises(StoreSchemaError, match="unknown episode meta field"):
         store.append_episode(make_episode(0), {**META, "sucess": True})
+    with pytest.raises(StoreSchemaError, match="true_success"):
+        store.append_episode(make_episode(0), {**META, "true_success": "yes"})
+    with pytest.raises(StoreSchemaError, match="attempt"):
+        store.append_episode(make_episode(0), {**META, "attempt": -1})
     ep = make_episode(0)
     ep[ACTION_KEY] = ep[ACTION_KEY].astype(np.float64)  # numpy maths gives float64; stored as float32
-    store.append_episode(ep, META)
+    store.append_episode(ep, {**META, "source": "practice", "phase": "backward", "attempt": 7, "success": True,
+                              "true_success": False})
     assert store.read(ACTION_KEY, 0, 3).dtype == np.float32
     store.close()
+    m = TrajectoryStore.open(tmp_path / "s.zarr", mode="r").episode_meta(0)  # practice fields survive a reopen
+    assert (m.phase, m.attempt, m.success, m.true_success) == ("backward", 7, True, False)
 
 
 def test_episode_writer_incremental_commit_and_discard(tmp_path, schema):
