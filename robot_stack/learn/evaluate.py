@@ -193,19 +193,28 @@ def rollout(sim: Any, actor: Actor, task: str, seed: int, max_steps: int | None 
     result = EpisodeResult(seed, success, steps, goal_distance_m(sim))
     if not record:
         return result, None
-    period_ns = int(round(1e9 / sim.config.control_hz))
+    return result, episode_columns(states, actions, images, float(sim.config.control_hz),
+                                   env_states if environment_state else None)
+
+
+def episode_columns(states: list, actions: list, images: dict[str, list], control_hz: float,
+                    env_states: list | None = None) -> dict[str, np.ndarray]:
+    """Per-step observations and executed actions -> store columns (T, ...), stamped one control period apart
+    (the same keys and timestamp recipe as robot_stack.sim.generate.run_job)."""
+    steps = len(actions)
+    period_ns = int(round(1e9 / control_hz))
     stamps = time.time_ns() + period_ns * np.arange(steps, dtype=np.int64)
     cols: dict[str, np.ndarray] = {STATE_KEY: np.stack(states), ACTION_KEY: np.stack(actions)}
-    if environment_state:
+    if env_states is not None:
         cols[ENV_STATE_KEY] = np.stack(env_states)
-    for c in cameras:
-        cols[image_key(c)] = np.stack(images[c])
+    for c, frames in images.items():
+        cols[image_key(c)] = np.stack(frames)
         cols[capture_ns_key(c)] = stamps
         cols[receive_ns_key(c)] = stamps
     for k in ("state", "action"):
         cols[capture_ns_key(k)] = stamps
     cols[receive_ns_key("state")] = stamps
-    return result, cols
+    return cols
 
 
 def evaluate(actor: Any, task: str, episodes: int = 10, seed: int = 1_000_000, sim: Any = None,

@@ -297,6 +297,11 @@ class TabletopSim:
         """Ground-truth success of the configured task in the current state."""
         return bool(self._task.is_success(self.kitchen_poses()))
 
+    def task_success(self, name: str) -> bool:
+        """Ground-truth success of any task (not only the configured one) in the current state: reset-free practice
+        asks whether a forward attempt reached its goal and whether the scene is back at its start."""
+        return bool(get_task(name).is_success(self.kitchen_poses()))
+
     def irreversible(self) -> list[str]:
         """Objects the robot can no longer recover: off the table, or outside the reachable box. [] if none."""
         problems = []

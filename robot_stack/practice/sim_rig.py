@@ -1,0 +1,115 @@
+"""SimPracticeRig: the `PracticeRig` of an in-process, reset-free MuJoCo practice session (no ROS).
+
+    PracticeSession ──run_attempt(task)──► sim.set_task(task); sim.reset() homes the arm only (reset_free)
+                                           actor.act(obs) per step (the live policy's sampled action, gripper held)
+                                           sim.apply_ee_delta ─► executed action, frames kept in memory
+                    ──commit_attempt(meta)──► TrajectoryStore.append_episode (committed like the recorder's)
+                    ──reset(kind)──► sim.intervene(): the scene placed from the forward task's start distribution
+
+Used by the practice tests, benchmarks/bench_practice.py and any sim experiment that must be reproducible step for
+step; the ROS graph runs the same PracticeSession with the practice node's rig over topics and services.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_stack.learn.evaluate import episode_columns, observe
+from robot_stack.practice.session import AttemptRun
+from robot_stack.types import ENV_STATE_KEY, STATE_KEY, image_key
+
+log = logging.getLogger(__name__)
+
+
+class SimPracticeRig:
+    """`sim` must be a TabletopSim built with reset_free=True; `actor` an evaluate.Actor (PolicyActor(stochastic=True)
+    for exploration); `version` a callable giving the acting policy's version (the learner's, in-process)."""
+
+    def __init__(self, sim: Any, actor: Any, store_path: str | Path, forward_task: str,
+                 version: Callable[[], str | None] = lambda: None, seed: int = 0):
+        if not getattr(sim.config, "reset_free", False):
+            raise ValueError("practice needs a reset-free sim: build it with SimConfig(reset_free=True)")
+        from robot_stack.store import TrajectoryStore
+
+        self.sim, self.actor, self.forward_task = sim, actor, forward_task
+        self._version = version
+        self._seed = int(seed)
+        self._n_resets = 0
+        self._n_attempts = 0
+        self.writer = TrajectoryStore.open(Path(store_path), mode="a")
+        keys = set(self.writer.schema.features)
+        self._env_state = ENV_STATE_KEY in keys
+        self._cameras = tuple(c for c in sim.config.cameras if image_key(c) in keys)
+        self._cols: dict[str, np.ndarray] | None = None
+
+    def close(self) -> None:
+        self.writer.close()
+
+    # ------------------------------------------------------------------ PracticeRig
+    def run_attempt(self, task: str, language: str, horizon_steps: int,
+                    should_abort: Callable[[], str | None]) -> AttemptRun:
+        sim = self.sim
+        sim.set_task(task)
+        sim.reset()  # reset-free: only the arm goes home (gripper open); the objects stay where they are
+        self.actor.reset(task, self._seed * 100_003 + self._n_attempts, language)
+        self._n_attempts += 1
+        version = self._version()
+        states, env_states, actions, images = [], [], [], {c: [] for c in self._cameras}
+        aborted = None
+        obs = observe(sim, tuple(sim.config.cameras), self._env_state)
+        for _ in range(horizon_steps):
+            aborted = should_abort()
+            if aborted:
+                break
+            action = np.asarray(self.actor.act(obs, sim), dtype=np.float32)
+            if action.shape != (7,) or not np.all(np.isfinite(action)):
+                return AttemptRun(len(actions), None, fault=f"the policy returned {action!r}, not 7 finite floats",
+                                  policy_version=version)
+            executed = sim.apply_ee_delta(action)
+            for c in self._cameras:
+                images[c].append(obs[image_key(c)])
+            states.append(obs[STATE_KEY])
+            if self._env_state:
+                env_states.append(obs[ENV_STATE_KEY])
+            actions.append(np.asarray(executed, np.float32))
+            obs = observe(sim, tuple(sim.config.cameras), self._env_state)
+        self._cols = (episode_columns(states, actions, images, float(sim.config.control_hz),
+                                      env_states if self._env_state else None) if actions else None)
+        return AttemptRun(len(actions), obs, aborted=aborted, policy_version=version)
+
+    def commit_attempt(self, meta: Any) -> int | None:
+        if self._cols is None:
+            return None
+        meta = meta.replace(start_time_ns=meta.start_time_ns or time.time_ns())
+        idx = self.writer.append_episode(self._cols, meta)
+        self._cols = None
+        return idx
+
+    def discard_attempt(self) -> None:
+        self._cols = None
+
+    def ground_truth(self, task: str) -> bool | None:
+        return bool(self.sim.task_success(task))
+
+    def problems(self) -> list[str]:
+        return list(self.sim.irreversible())
+
+    def reset(self, kind: str, reason: str, should_abort: Callable[[], str | None]) -> bool:
+        # The forward task's start distribution: after a reset practice begins with a forward attempt.
+        self.sim.set_task(self.forward_task)
+        self.sim.intervene(seed=10_000_000 + self._seed * 1_009 + self._n_resets)
+        self._n_resets += 1
+        log.info("sim reset %d (%s: %s)", self._n_resets, kind, reason)
+        return True
+
+    def hold(self) -> None:
+        """The in-process sim does not move between calls; nothing to command."""
+
+    def policy_version(self) -> str | None:
+        return self._version()
