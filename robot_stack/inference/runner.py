@@ -50,6 +50,7 @@ from robot_stack.policies.checkpoint import (
     load_policy,
     sha256_file,
 )
+from robot_stack.policies.gripper import GripperHold
 
 if TYPE_CHECKING:
     from robot_stack.policies.base import Policy
@@ -148,6 +149,13 @@ class PolicyRunner:
         self._state = STATE_NO_POLICY
         self._reason = ""
         self._stats = RunnerStats()
+        # Episode mode (practice): the task language a multi-task policy is conditioned on, and exploration
+        # (one sampled action per tick with the gripper decision held, never a flickering grasp).
+        self._language: str | None = None
+        self._explore = False
+        self._gripper = GripperHold(5)
+        self._mode_dirty = True
+        self._mode_policy: Policy | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -166,8 +174,54 @@ class PolicyRunner:
         self._stats.max_step_latency_s = max(self._stats.max_step_latency_s, latency)
         return action
 
+    def set_episode_mode(self, language: str | None = None, explore: bool = False, gripper_hold_steps: int = 5) -> None:
+        """Condition the next ticks on `language` (a multi-task policy's task; None = the policy's own default) and
+        act greedily or explore (`sample_actions` + GripperHold). Takes effect at the next tick, also across swaps;
+        call it at each episode start (it resets the held gripper). Any thread."""
+        hold = GripperHold(gripper_hold_steps)  # validates the hold length here, in the caller's thread
+        policy = self._policy
+        tasks = tuple(getattr(policy.config, "tasks", ()) or ()) if policy is not None else ()
+        if language and tasks and language not in tasks:  # refused now; a later swap is checked at its first tick
+            raise ValueError(f"the active policy was not trained on task {language!r}; its tasks: {list(tasks)}")
+        with self._lock:
+            self._language = language or None
+            self._explore = bool(explore)
+            self._gripper = hold
+            self._mode_dirty = True
+
+    def _apply_mode(self, policy: Policy) -> None:
+        """Put the episode mode into the active policy (control thread). A language the policy was not trained on
+        or exploration with a policy that cannot sample is a wiring fault: raised, naming the fix."""
+        with self._lock:
+            language, explore, dirty = self._language, self._explore, self._mode_dirty
+            self._mode_dirty = False
+        swapped = policy is not self._mode_policy
+        if not (dirty or swapped):
+            return
+        self._mode_policy = policy  # a swap mid-episode gets the language too, but keeps the held gripper
+        cfg = policy.config
+        tasks = tuple(getattr(cfg, "tasks", ()) or ())
+        if language is not None:
+            if tasks and language not in tasks:
+                raise KeyError(f"policy v{self._active.version} was not trained on task {language!r}; its tasks: "
+                               f"{list(tasks)}")
+            if hasattr(cfg, "deploy_task"):
+                cfg.deploy_task = language
+        if explore and not callable(getattr(policy, "sample_actions", None)):
+            raise TypeError(f"policy type {self._active.policy_type} cannot sample actions, so it cannot explore; "
+                            "practise with a policy that has sample_actions (actor_critic)")
+        if dirty:
+            policy.reset()
+            self._gripper.reset()
+
+    def _select(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self._explore:
+            return self._gripper.apply(np.asarray(self._policy.sample_actions(obs, 1)[0], dtype=np.float32))
+        return self._policy.select_action(obs)
+
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         active = self._active
+        self._apply_mode(self._policy)
         needed = self._policy.observation_keys()
         missing = [k for k in needed if k not in obs]
         if missing:
@@ -175,7 +229,7 @@ class PolicyRunner:
             # instead of retiring a good checkpoint.
             raise KeyError(f"observation lacks {missing}; policy v{active.version} reads {sorted(needed)}")
         try:
-            action = np.asarray(self._policy.select_action(obs), dtype=np.float32)
+            action = np.asarray(self._select(obs), dtype=np.float32)
         except Exception as e:  # noqa: BLE001 - a policy bug must never kill the control loop
             self._stats.policy_exceptions += 1
             log.exception("policy %s v%d raised in select_action; holding this tick", active.policy_type,

@@ -49,6 +49,13 @@ class InferenceNode(Node):
         self.create_subscription(String, "policy_update", self._on_update, LATCHED)
         self.create_service(SetBool, "inference/enable", self._on_enable)
         self.create_service(Trigger, "inference/rollback", self._on_rollback)
+        # Episode mode, set by the practice node through the standard SetParameters service before it enables
+        # control (synchronous, so it can never arrive after the first tick of the attempt): the task language a
+        # multi-task policy is conditioned on ('' = its own default) and exploration (sampled, gripper held).
+        self.declare_parameter("task_language", "")
+        self.declare_parameter("explore", False)
+        self.declare_parameter("gripper_hold_steps", 5)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.step_errors = 0
         self._last_error = ""
         self.create_timer(1.0, self._publish_status)
@@ -111,7 +118,26 @@ class InferenceNode(Node):
         self._acted_stamp = t
         self.ticks += 1
 
+    def _mode(self, overrides: dict | None = None) -> dict:
+        values = {n: self.get_parameter(n).value for n in ("task_language", "explore", "gripper_hold_steps")}
+        return {**values, **(overrides or {})}
+
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        mode = self._mode({p.name: p.value for p in params})
+        try:
+            if not isinstance(mode["task_language"], str) or not isinstance(mode["explore"], bool):
+                raise TypeError("task_language must be a string and explore a bool")
+            self.runner.set_episode_mode(mode["task_language"] or None, mode["explore"], int(mode["gripper_hold_steps"]))
+        except (TypeError, ValueError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
     def _on_enable(self, req, resp):
+        if req.data and not self.enabled:  # a new episode: the held gripper starts over
+            mode = self._mode()
+            self.runner.set_episode_mode(mode["task_language"] or None, mode["explore"], int(mode["gripper_hold_steps"]))
         self.enabled = bool(req.data)
         self._pending_stamp = None  # never answer a state from before the switch
         resp.success = True
@@ -136,6 +162,7 @@ class InferenceNode(Node):
         s = self.runner.stats
         return {
             "enabled": self.enabled, "active_version": self.runner.active_version, "ticks": self.ticks,
+            "task_language": self.get_parameter("task_language").value, "explore": self.get_parameter("explore").value,
             "missed_ticks": self.missed_ticks, "swaps": s.swaps, "rejected": s.rejected,
             "held_nonfinite": s.held_nonfinite, "policy_exceptions": s.policy_exceptions,
             "fallbacks": s.fallbacks, "step_errors": self.step_errors, "last_step_error": self._last_error,
