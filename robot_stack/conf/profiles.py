@@ -326,6 +326,7 @@ LAUNCH_PROFILES: dict[str, dict[str, str]] = {
                 "franka": "franka_collect"},
     "deploy": {"sim_widowx": "sim_deploy", "sim_franka": "sim_deploy", "widowx": "widowx_deploy",
                "franka": "franka_deploy"},
+    "practice": {"sim_widowx": "sim_practice", "sim_franka": "sim_practice"},
 }
 _PENDING_RIGS: dict[str, str] = {}
 # `policy:=<checkpoint dir>` becomes this hydra override for the inference node (a manifest adds the policy type

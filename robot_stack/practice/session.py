@@ -282,8 +282,9 @@ class PracticeSession:
         rec = AttemptRecord(attempt=attempt, phase=phase, task=language, success=bool(verdict.success),
                             true_success=truth, p=verdict.p, steps=run.steps, episode=episode,
                             policy_version=version, resets=resets)
-        self.counts.add(rec, resets_counted=True)
-        self._session_attempts += 1
+        with self._c.lock:  # status() reads the counts from other threads
+            self.counts.add(rec, resets_counted=True)
+            self._session_attempts += 1
         self._phase = self._next_phase()
         log.info("attempt %d %s: %s (p %.2f%s) %d steps -> episode %s", attempt, phase,
                  "success" if verdict.success else "failure", verdict.p,
@@ -309,7 +310,8 @@ class PracticeSession:
                 raise RuntimeError(f"the rig could not reset ({kind}: {reason})")
             return False  # stop/pause while waiting: the loop handles it; the reset is asked again next time
         self._pending_resets.append({"kind": kind, "reason": reason})
-        self.counts.add_reset(kind)
+        with self._c.lock:
+            self.counts.add_reset(kind)
         self._stuck_in_a_row = 0
         self._steps_since_reset = 0
         self._phase = "forward"  # a reset puts the scene at the forward task's start
@@ -327,7 +329,7 @@ class PracticeSession:
         """practice/status JSON (robot_stack/dashboard/hub.py reads it)."""
         with self._c.lock:
             state, reason, started = self._c.state, self._c.reason, self._c.started_at
-        out = self.counts.to_json()
+            out = self.counts.to_json()
         out.update({
             "state": state,
             "reason": reason,

@@ -86,6 +86,12 @@ class RecorderNode(Node):
         self.create_service(Trigger, "recorder/start", self._on_start)
         self.create_service(SetBool, "recorder/stop", self._on_stop)
         self.create_service(Trigger, "recorder/discard", self._on_discard)
+        # Per-episode labels from a conductor (the practice node): JSON of EpisodeMeta fields, set through the
+        # standard SetParameters service before recorder/stop (a synchronous reply, so it cannot arrive after the
+        # stop as a topic could). Validated on set; used by the next stop only, then cleared.
+        self._episode_meta: dict | None = None
+        self.declare_parameter("episode_meta", "")
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_status)
 
     def _on_executed(self, msg: JointState) -> None:
@@ -124,11 +130,40 @@ class RecorderNode(Node):
         self._publish_status()
         return resp
 
+    def _on_set_parameters(self, params):
+        from rcl_interfaces.msg import SetParametersResult
+
+        from robot_stack.store import EpisodeMeta, StoreSchemaError
+
+        for p in params:
+            if p.name != "episode_meta":
+                continue
+            if not p.value:
+                self._episode_meta = None
+                continue
+            try:
+                d = json.loads(p.value)
+                if not isinstance(d, dict):
+                    raise ValueError("expected a JSON object of EpisodeMeta fields")
+                EpisodeMeta.from_any({"task": self.recorder.task, "source": "sim", **d})  # validates every field
+            except (ValueError, StoreSchemaError) as e:
+                return SetParametersResult(successful=False, reason=f"episode_meta refused: {e}")
+            self._episode_meta = d
+        return SetParametersResult(successful=True)
+
+    def _clear_episode_meta(self) -> None:
+        from rclpy.parameter import Parameter
+
+        if self._episode_meta is not None or self.get_parameter("episode_meta").value:
+            self.set_parameters([Parameter("episode_meta", value="")])
+
     def _on_stop(self, req, resp):
         stats = self.recorder.writer_stats()  # before stop(): the writer is gone afterwards
+        meta, self._episode_meta = self._episode_meta, None
+        self._clear_episode_meta()
         try:
             steps, dropped = self.recorder.n_steps, self.recorder.n_dropped
-            idx = self.recorder.stop(success=bool(req.data))
+            idx = self.recorder.stop(success=bool(req.data), meta_updates=meta)
             resp.success = idx is not None
             resp.message = json.dumps({"episode": idx, "steps": steps, "dropped": dropped, **stats})
         except Exception as e:
@@ -138,6 +173,8 @@ class RecorderNode(Node):
         return resp
 
     def _on_discard(self, req, resp):
+        self._episode_meta = None
+        self._clear_episode_meta()
         self.recorder.discard()
         resp.success, resp.message = True, "discarded"
         return resp

@@ -24,6 +24,7 @@ from robot_stack.ros.qos import LATCHED, SENSOR, STATUS, configure_dds_environme
 SERVICES = {
     "sim/reset": (Trigger, "sim_rig"),
     "sim/evaluate": (Trigger, "sim_rig"),
+    "sim/intervene": (Trigger, "sim_rig"),
     "teleop/enable": (SetBool, "sim_rig"),
     "estop": (SetBool, "sim_rig"),
     "recorder/start": (Trigger, "recorder"),

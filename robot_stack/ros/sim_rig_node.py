@@ -3,7 +3,7 @@ MuJoCo simulation, composed in one process and one single-threaded executor so t
 never touched from two threads.
 
     sim/reset (Trigger) ─┐                     ┌─► camera/<name>/image_raw, camera_info   (CameraNode)
-    sim/evaluate ────────┤   TabletopSim  ◄────┤
+    sim/evaluate ────────┤   TabletopSim  ◄────┤      (sim/intervene: the scene placed again, counted)
     teleop/enable ───────┘   (MuJoCo)     ◄────┴─► action → safety → action_executed, joint_states (ArmNode)
                                  ▲
        scripted expert ──action──┘  (a teleop device with privileged sim state, stamped like any sender)
@@ -56,6 +56,7 @@ class SimControlNode(Node):
         self.pub_action = self.create_publisher(JointState, "action", COMMAND)
         self.create_service(Trigger, "sim/reset", self._on_reset)
         self.create_service(Trigger, "sim/evaluate", self._on_evaluate)
+        self.create_service(Trigger, "sim/intervene", self._on_intervene)
         self.create_service(SetBool, "teleop/enable", self._on_teleop_enable)
         arm_node.state_listeners.append(self._on_state)
         self._executed_at_reset = controller.n_executed
@@ -72,9 +73,29 @@ class SimControlNode(Node):
         resp.success, resp.message = True, json.dumps({"seed": seed, "language": self.sim.language})
         return resp
 
+    def _on_intervene(self, req, resp):
+        """What a person does on a real rig when practice asks for help: the scene placed again (from the configured
+        forward task's start distribution), the arm homed. Counted by the sim (n_interventions) and by practice."""
+        seed = self.base_seed + 1_000_000 + self.sim.n_interventions
+        task = self.sim.task
+        self.sim.set_task(str(self.task_cfg.name))
+        self.sim.intervene(seed=seed)
+        self.sim.set_task(task)
+        self.arm.reset_gripper_command()
+        self._executed_at_reset = self.controller.n_executed
+        self.arm_node.publish_state()
+        resp.success = True
+        resp.message = json.dumps({"seed": seed, "interventions": self.sim.n_interventions})
+        return resp
+
     def _on_evaluate(self, req, resp):
+        from robot_stack.sim.tasks import all_tasks
+
         resp.success = bool(self.sim.is_success())
         resp.message = json.dumps({
+            # Ground truth of every task in the current state (reset-free practice asks about both directions).
+            "task_success": {t.name: bool(self.sim.task_success(t.name)) for t in all_tasks()},
+            "irreversible": self.sim.irreversible(),
             "success": resp.success,
             "expert_done": bool(self.expert.done),
             "steps": self.controller.n_executed - self._executed_at_reset,
@@ -115,7 +136,8 @@ def build(cfg):
                          "(set rig.cameras.<name>.height and width to one value)")
     size_px = next(iter(sizes))[0]
     sim = TabletopSim(SimConfig(image_size_px=size_px, cameras=tuple(cams), control_hz=float(rig.control_hz),
-                                seed=int(cfg.seed), task=str(cfg.task.name), arm=sim_arm_of(rig)))
+                                seed=int(cfg.seed), task=str(cfg.task.name), arm=sim_arm_of(rig),
+                                reset_free=bool(cfg.practice.sim_reset_free)))
     if len(sim.joint_names) != int(rig.n_joints):
         raise ValueError(f"rig {rig.name}: n_joints={rig.n_joints} but the {sim.arm_spec.name} sim arm has "
                          f"{len(sim.joint_names)} joints; fix rig.n_joints (the store schema depends on it)")

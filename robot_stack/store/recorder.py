@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from robot_stack.store.align import ObservationAssembler
-from robot_stack.store.schema import StoreError
+from robot_stack.store.schema import StoreError, StoreSchemaError
 from robot_stack.store.writer import WriterOverrunError
 from robot_stack.types import ACTION_KEY, SOURCES, capture_ns_key
 
@@ -152,8 +152,12 @@ class EpisodeRecorder:
     def n_steps(self) -> int:
         return 0 if self._writer is None else self._writer.n_steps
 
-    def stop(self, success: bool | None) -> int | None:
-        """Commit the episode (returns its index) or, if it recorded nothing, drop it (returns None)."""
+    def stop(self, success: bool | None, meta_updates: dict | None = None) -> int | None:
+        """Commit the episode (returns its index) or, if it recorded nothing, drop it (returns None).
+
+        meta_updates: EpisodeMeta fields the conductor knows (practice: source, phase, attempt, true_success,
+        policy_version, interventions = the resets before the attempt, notes); the recorder's own count of
+        takeovers is added to `interventions`, and its policy versions are used unless the update names one."""
         if not self.recording:
             raise RecorderError("no episode is being recorded; call start first")
         writer, self._writer, self._active = self._writer, None, False
@@ -162,10 +166,19 @@ class EpisodeRecorder:
             if writer is not None:
                 writer.discard()
             return None
+        updates = dict(meta_updates or {})
+        fields = {"success": success, "end_time_ns": time.time_ns(),
+                  "policy_version": updates.pop("policy_version", None) or ",".join(self._versions) or None,
+                  **updates,
+                  "interventions": self._meta["interventions"] + int(updates.get("interventions", 0))}
         try:
-            idx = writer.commit(success=success, end_time_ns=time.time_ns(),
-                                interventions=self._meta["interventions"],
-                                policy_version=",".join(self._versions) or None)
+            writer.meta.replace(**fields)  # labels checked before anything is written: a bad one loses nothing
+        except StoreSchemaError as e:
+            self._writer, self._active = writer, True
+            raise RecorderError(f"episode labels refused ({e}); the episode is still being recorded: stop it "
+                                "again with valid labels, or discard it") from e
+        try:
+            idx = writer.commit(**fields)
         except (StoreError, OSError) as e:
             if isinstance(e, WriterOverrunError):
                 raise  # the disk was slow, not failed: this episode has a hole, the store is fine

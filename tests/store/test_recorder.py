@@ -108,3 +108,24 @@ def test_writer_stats_report_the_real_writer(recorder):
     assert 0 <= stats["writer_buffered_steps"] <= 3
     recorder.stop(success=True)
     assert recorder.writer_stats() == zero
+
+
+def test_conductor_labels_override_the_defaults_and_add_to_takeovers(recorder):
+    """Practice labels (source, phase, attempt, true_success, resets) land on the episode; a person's takeover
+    during the attempt still counts as an intervention on top of the resets the conductor reports."""
+    recorder.start()
+    for k, src in enumerate(["policy:actor_critic@v2", "teleop:spacemouse"]):
+        _feed(recorder, 200 * k, k)
+        recorder.on_executed(np.zeros(7, np.float32), 200 * k * MS, src)
+    idx = recorder.stop(success=False, meta_updates={"source": "practice", "phase": "backward", "attempt": 9,
+                                                     "true_success": True, "interventions": 1, "notes": "{}"})
+    m = recorder.store.episode_meta(idx)
+    assert (m.source, m.phase, m.attempt, m.success, m.true_success) == ("practice", "backward", 9, False, True)
+    assert m.interventions == 2 and m.policy_version == "actor_critic@v2"
+    recorder.start()
+    _feed(recorder, 1000, 1)
+    recorder.on_executed(np.zeros(7, np.float32), 1000 * MS, "policy:actor_critic@v2")
+    with pytest.raises(RecorderError, match="attempt.*still being recorded"):
+        recorder.stop(success=True, meta_updates={"attempt": -3})
+    assert recorder.recording and recorder.fault is None  # nothing lost: stop again with valid labels
+    assert recorder.stop(success=True, meta_updates={"attempt": 3}) == idx + 1

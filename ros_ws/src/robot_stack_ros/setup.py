@@ -41,6 +41,7 @@ setup(
             "rig = robot_stack.ros.rig_node:main",
             "teleop = robot_stack.ros.teleop_node:main",
             "dashboard = robot_stack.ros.dashboard_node:main",
+            "practice = robot_stack.ros.practice_node:main",
         ],
     },
 )
