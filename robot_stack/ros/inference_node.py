@@ -55,6 +55,10 @@ class InferenceNode(Node):
         self.declare_parameter("task_language", "")
         self.declare_parameter("explore", False)
         self.declare_parameter("gripper_hold_steps", 5)
+        # At most this many actions per enable (0 = no limit): a practice attempt has a fixed horizon, and disabling
+        # from outside always lets one more in-flight action through.
+        self.declare_parameter("episode_steps", 0)
+        self._published_since_enable = 0
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.step_errors = 0
         self._last_error = ""
@@ -112,9 +116,14 @@ class InferenceNode(Node):
             return
         if action is None:
             return
+        budget = int(self.get_parameter("episode_steps").value)
+        if budget and self._published_since_enable >= budget:
+            self._acted_stamp = t
+            return
         active = self.runner.active
         source = f"policy:{active.policy_type}@v{active.version}"
         self.pub_action.publish(conv.action_to_msg(self.action_names, action, t, source))
+        self._published_since_enable += 1
         self._acted_stamp = t
         self.ticks += 1
 
@@ -139,6 +148,7 @@ class InferenceNode(Node):
             mode = self._mode()
             self.runner.set_episode_mode(mode["task_language"] or None, mode["explore"], int(mode["gripper_hold_steps"]))
         self.enabled = bool(req.data)
+        self._published_since_enable = 0
         self._pending_stamp = None  # never answer a state from before the switch
         resp.success = True
         resp.message = f"inference {'enabled' if self.enabled else 'disabled'}; active policy v{self.runner.active_version}"

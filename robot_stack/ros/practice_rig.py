@@ -65,7 +65,8 @@ class RosPracticeRig:
         if not home.get("ok", True):
             return AttemptRun(0, None, fault=f"homing the arm failed: {home}")
         set_remote_parameters(c.node, "inference", {"task_language": language, "explore": self.explore,
-                                                   "gripper_hold_steps": self.gripper_hold_steps})
+                                                   "gripper_hold_steps": self.gripper_hold_steps,
+                                                   "episode_steps": int(horizon_steps)})
         self._start_recorder()
         with self._lock:
             start = self._executed
