@@ -171,7 +171,8 @@ def test_launch_file_builds_one_ros_node_per_profile_node(monkeypatch, launch):
         assert kw["package"] == "robot_stack_ros" and kw["namespace"] == profile.namespace
         assert kw["arguments"] == list(spec.args) and kw["additional_env"] == dict(profile.env)
         assert kw["output"] == "screen"
-        assert (kw["on_exit"] is not None) == spec.required
+        assert (kw["on_exit"] is not None) == (spec.required and not spec.respawn)
+        assert (kw["respawn"], kw["respawn_delay"]) == (spec.respawn, spec.respawn_delay_s)
 
 
 def test_deploy_launch_file_passes_policy_and_overrides_and_starts_real_rigs(monkeypatch, tmp_path):

@@ -45,6 +45,8 @@ from robot_stack.conf.profiles import (
 )
 
 LAST_LINES = 15  # lines of a failed node's output quoted in the error
+RESPAWN_LIMIT, RESPAWN_WINDOW_S = 5, 60.0  # more restarts than this within the window: a crash loop, give up
+NODE_EVENTS_FILE, NODE_EVENTS_ENV = "node_events.jsonl", "ROBOT_STACK_NODE_EVENTS"
 _COLORS = ("36", "33", "35", "32", "34", "91", "96", "93")
 
 
@@ -130,6 +132,9 @@ class _Proc:
         self.spec, self.popen, self.log_path, self.log_file = spec, popen, log_path, log_file
         self.tail: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
         self.reader: threading.Thread | None = None
+        self.restarts = 0        # how many times this node was respawned before this process
+        self.exit_seen = False   # the respawn watcher handled this process's exit
+        self.given_up = False    # crash loop: not respawned again
         self.stopping = False  # set once we signalled it: its exit is then not a failure
         self.reported = False  # its exit was told to the operator
 
@@ -159,6 +164,10 @@ class Supervisor:
         self._color = (log is None and sys.stdout.isatty()) if color is None else color
         self._out_lock = threading.Lock()
         self._procs: dict[str, _Proc] = {}
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._restart_times: dict[str, list[float]] = {}
+        self.node_events: list[dict] = []  # every exit the respawn watcher handled (also in node_events.jsonl)
         self._saved_env: dict[str, str | None] | None = None
         self.env = ros_env(self.profile)
         self.env["ROS_DOMAIN_ID"] = str(self.domain_id)
@@ -202,26 +211,84 @@ class Supervisor:
             changes = {**self.profile.env, "ROS_DOMAIN_ID": str(self.domain_id)}
             self._saved_env = {k: os.environ.get(k) for k in changes}
             os.environ.update(changes)
+        self.env[NODE_EVENTS_ENV] = str((self.log_dir / NODE_EVENTS_FILE).resolve())
         try:
             for spec in self.profile.nodes:
-                log_path = self.log_dir / f"{spec.name}.log"
-                log_file = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
-                cmd = node_command(spec, self.python, self.profile.namespace, env=self.env)
-                log_file.write(f"# {' '.join(cmd)}\n# ROS_DOMAIN_ID={self.domain_id}\n")
-                log_file.flush()
-                # Own session = own process group: a terminal Ctrl-C reaches only us, and stop() can
-                # signal a node together with anything it spawned.
-                popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
-                proc = _Proc(spec, popen, log_path, log_file)
-                proc.reader = threading.Thread(target=self._read, args=(proc,), name=f"log-{spec.name}",
-                                               daemon=True)
-                proc.reader.start()
-                self._procs[spec.name] = proc
+                self._procs[spec.name] = self._spawn(spec)
         except BaseException:
             self.stop()
             raise
+        if any(spec.respawn for spec in self.profile.nodes):
+            self._monitor = threading.Thread(target=self._watch_respawns, name="respawn", daemon=True)
+            self._monitor.start()
         return self
+
+    def _spawn(self, spec, restart: int = 0, after: str = "") -> _Proc:
+        log_path = self.log_dir / f"{spec.name}.log"
+        # A respawned node appends to its log: the operator reads one file per node, the crash above the restart.
+        log_file = open(log_path, "a" if restart else "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        cmd = node_command(spec, self.python, self.profile.namespace, env=self.env)
+        if restart:
+            log_file.write(f"# ---- respawn {restart} after {after}\n")
+        log_file.write(f"# {' '.join(cmd)}\n# ROS_DOMAIN_ID={self.domain_id}\n")
+        log_file.flush()
+        # Own session = own process group: a terminal Ctrl-C reaches only us, and stop() can
+        # signal a node together with anything it spawned.
+        popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
+        proc = _Proc(spec, popen, log_path, log_file)
+        proc.restarts = restart
+        proc.reader = threading.Thread(target=self._read, args=(proc,), name=f"log-{spec.name}", daemon=True)
+        proc.reader.start()
+        return proc
+
+    # -- respawn --------------------------------------------------------------------------------------
+
+    def _watch_respawns(self) -> None:
+        """Restart `respawn: true` nodes that exit on their own (after their delay), like ros2 launch; give up
+        after RESPAWN_LIMIT restarts within RESPAWN_WINDOW_S (a crash loop), which check() then reports."""
+        while not self._stopping.is_set():
+            for name, p in list(self._procs.items()):
+                rc = p.popen.poll()
+                if rc is None or p.stopping or not p.spec.respawn or p.given_up or p.exit_seen:
+                    continue
+                p.exit_seen = True
+                if p.reader is not None:
+                    p.reader.join(timeout=1.0)
+                now = time.monotonic()
+                history = [t for t in self._restart_times.get(name, []) if now - t < RESPAWN_WINDOW_S]
+                event = {"node": name, "code": rc, "exit": _describe(rc), "time_ns": time.time_ns(),
+                         "restarts": p.restarts, "last_error": _last_error_line(p.tail), "log": str(p.log_path)}
+                if len(history) >= RESPAWN_LIMIT:
+                    p.given_up = True
+                    self._record_event({**event, "action": "gave_up"})
+                    self._emit("up", f"node '{name}' exited with {_describe(rc)} after {len(history)} restarts in "
+                                     f"{RESPAWN_WINDOW_S:.0f} s: not restarting it again; log {p.log_path}")
+                    continue
+                self._record_event({**event, "action": "respawn", "delay_s": p.spec.respawn_delay_s})
+                self._emit("up", f"node '{name}' exited with {_describe(rc)} ({event['last_error'] or 'no output'}); "
+                                 f"respawning in {p.spec.respawn_delay_s:g} s (restart {p.restarts + 1}); "
+                                 f"log {p.log_path}")
+                if self._stopping.wait(p.spec.respawn_delay_s):
+                    return
+                history.append(time.monotonic())
+                self._restart_times[name] = history
+                p.log_file.close()
+                self._procs[name] = self._spawn(p.spec, p.restarts + 1, f"exit {_describe(rc)}")
+            self._stopping.wait(0.05)
+
+    def _record_event(self, event: dict) -> None:
+        """One JSON line per node exit in <log_dir>/node_events.jsonl; nodes find the file through
+        $ROBOT_STACK_NODE_EVENTS (the practice node names a dead node's exit code from it)."""
+        import json
+
+        with self._out_lock:
+            self.node_events.append(event)
+            with open(self.log_dir / NODE_EVENTS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(event) + "\n")
+
+    def restarts(self, name: str) -> int:
+        return self._procs[name].restarts
 
     def poll(self) -> dict[str, int | None]:
         """Exit code of every node, None while it runs."""
@@ -239,6 +306,8 @@ class Supervisor:
     def _failure(self) -> NodeDiedError | None:
         for name, p in self._procs.items():
             rc = p.popen.poll()
+            if p.spec.respawn and not p.given_up:
+                continue  # being restarted (or about to be); only a crash loop is a failure
             if rc is not None and rc != 0 and p.spec.required and not p.stopping:
                 if p.reader is not None:
                     p.reader.join(timeout=1.0)  # let the last lines (the traceback) reach the tail
@@ -285,6 +354,8 @@ class Supervisor:
         # Failures of required nodes raise in check(); everything else is worth one line to the operator.
         for name, p in self._procs.items():
             rc = p.popen.poll()
+            if p.spec.respawn:
+                continue  # the respawn watcher reports these
             if rc is not None and not p.reported and not p.stopping:
                 p.reported = True
                 if rc == 0:
@@ -310,6 +381,9 @@ class Supervisor:
     def stop(self) -> dict[str, int | None]:
         """Stop every node, in teardown order (see `stop_phase`): per phase SIGINT, then SIGTERM after grace_s,
         then SIGKILL. Idempotent. Returns exit codes."""
+        self._stopping.set()
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join(timeout=5.0)  # no respawn races the teardown
         procs = list(self._procs.values())
         for p in procs:
             p.stopping = p.stopping or p.popen.poll() is None  # nodes that already exited keep their status

@@ -46,7 +46,7 @@ import yaml
 ROS_PACKAGE = "robot_stack_ros"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # node names become file names and override prefixes
 _TOP_KEYS = {"description", "namespace", "env", "nodes"}
-_NODE_KEYS = {"name", "module", "executable", "args", "required"}
+_NODE_KEYS = {"name", "module", "executable", "args", "required", "respawn", "respawn_delay_s"}
 
 
 class ProfileError(ValueError):
@@ -60,6 +60,10 @@ class NodeSpec:
     executable: str
     args: tuple[str, ...] = ()
     required: bool = True
+    # Restarted after `respawn_delay_s` when it exits on its own (ros2 launch's Node(respawn=True,
+    # respawn_delay=...)); the supervisor gives up after RESPAWN_LIMIT restarts within RESPAWN_WINDOW_S.
+    respawn: bool = False
+    respawn_delay_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,14 @@ def _parse(name: str, data: object, source: str) -> Profile:
         required = raw.get("required", True)
         if not isinstance(required, bool):
             raise fail(f"{where}: required must be true or false")
-        nodes.append(NodeSpec(raw["name"], raw["module"], raw["executable"], tuple(args), required))
+        respawn = raw.get("respawn", False)
+        if not isinstance(respawn, bool):
+            raise fail(f"{where}: respawn must be true or false")
+        delay = raw.get("respawn_delay_s", 1.0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= 60:
+            raise fail(f"{where}: respawn_delay_s must be a number of seconds in [0, 60], got {delay!r}")
+        nodes.append(NodeSpec(raw["name"], raw["module"], raw["executable"], tuple(args), required, respawn,
+                              float(delay)))
     seen: set[str] = set()
     for n in nodes:
         if n.name in seen:
@@ -344,6 +355,8 @@ class LaunchNode:
     arguments: tuple[str, ...]
     env: Mapping[str, str]
     required: bool
+    respawn: bool = False
+    respawn_delay_s: float = 1.0
 
 
 def launch_profile_name(launch: str, rig: str = DEFAULT_RIG) -> str:
@@ -373,5 +386,6 @@ def launch_nodes(launch: str, rig: str = DEFAULT_RIG, policy: str = "",
     if policy:
         profile = with_policy(profile, policy)
     nodes = [LaunchNode(name=n.name, package=ROS_PACKAGE, executable=n.executable, namespace=profile.namespace,
-                        arguments=n.args, env=dict(profile.env), required=n.required) for n in profile.nodes]
+                        arguments=n.args, env=dict(profile.env), required=n.required, respawn=n.respawn,
+                        respawn_delay_s=n.respawn_delay_s) for n in profile.nodes]
     return profile, nodes

@@ -39,8 +39,11 @@ def _node_actions(context, launch: str, rig_args: bool):
                            if str({**os.environ, **n.env}.get("ROS_SECURITY_ENABLE", "")).lower() == "true" else []),
             additional_env=dict(n.env),
             output="screen",
-            # A required node that exits ends the launch, like the supervisor stopping everything.
-            on_exit=Shutdown(reason=f"required node {n.name} exited") if n.required else None,
+            respawn=n.respawn,
+            respawn_delay=n.respawn_delay_s,
+            # A required node that exits ends the launch, like the supervisor stopping everything (a respawned
+            # one is restarted instead, as under the supervisor).
+            on_exit=Shutdown(reason=f"required node {n.name} exited") if n.required and not n.respawn else None,
         )
         for n in nodes
     ]

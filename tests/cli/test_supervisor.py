@@ -82,13 +82,15 @@ def node_dir(tmp_path):
     return d
 
 
-def make_profile(tmp_path, node_dir, nodes: dict[str, str], optional=()) -> Path:
+def make_profile(tmp_path, node_dir, nodes: dict[str, str], optional=(), respawn=()) -> Path:
     """A profile file whose nodes run the fixture modules; `nodes` maps node name -> fixture name."""
     lines = ["description: test graph", "namespace: /test", "env:", f"  PYTHONPATH: {node_dir}",
              "  RMW_IMPLEMENTATION: rmw_fastrtps_cpp", "nodes:"]
     for name, fixture in nodes.items():
         lines += [f"  - name: {name}", f"    module: fx_{fixture}", f"    executable: {name}",
                   f"    required: {'false' if name in optional else 'true'}"]
+        if name in respawn:
+            lines += ["    respawn: true", "    respawn_delay_s: 0.2"]
     path = tmp_path / "test_profile.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -300,3 +302,37 @@ def test_teardown_stops_inference_first_and_the_rig_last(tmp_path):
     assert t["inference"] + 0.15 < min(t["recorder"], t["learner"]), t  # after inference had exited
     assert max(t["recorder"], t["learner"]) + 0.15 < t["sim_rig"], t
     assert abs(t["recorder"] - t["learner"]) < 0.15, t  # one phase: signalled together, not one by one
+
+
+def test_respawned_node_comes_back_after_kill_9_with_its_exit_recorded(tmp_path, node_dir):
+    """`respawn: true`: a SIGKILLed required node is restarted (new pid, log appended), the exit is recorded with
+    its signal for other nodes to read, and check() does not treat it as a failure."""
+    import json
+
+    lines = []
+    path = make_profile(tmp_path, node_dir, {"rig": "talker", "recorder": "talker"}, respawn={"recorder"})
+    with Supervisor(path, log=lines.append, log_dir=tmp_path / "logs") as sup:
+        assert wait_for(lambda: sum(ln.split()[1:2] == ["ready"] for ln in lines) == 2)
+        first = sup.pid("recorder")
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: sup.pid("recorder") != first and sup.alive("recorder"), 10)
+        assert wait_for(lambda: sum(ln.startswith("[recorder] ready") for ln in lines) == 2)
+        sup.check()  # not a failure: it is back
+        assert sup.restarts("recorder") == 1 and sup.alive("rig")
+    events = [json.loads(ln) for ln in (tmp_path / "logs" / "node_events.jsonl").read_text().splitlines()]
+    assert [(e["node"], e["code"], e["action"]) for e in events] == [("recorder", -9, "respawn")]
+    assert "SIGKILL" in events[0]["exit"]
+    assert any("node 'recorder' exited with code -9 (SIGKILL)" in ln and "respawning" in ln for ln in lines)
+    log = (tmp_path / "logs" / "recorder.log").read_text()
+    assert log.count("ready pid=") == 2 and "# ---- respawn 1 after exit code -9 (SIGKILL)" in log
+
+
+def test_a_crash_loop_is_given_up_and_reported_naming_the_node(tmp_path, node_dir, monkeypatch):
+    import robot_stack.cli.supervisor as supervisor
+
+    monkeypatch.setattr(supervisor, "RESPAWN_LIMIT", 2)
+    path = make_profile(tmp_path, node_dir, {"talker": "talker", "recorder": "crasher"}, respawn={"recorder"})
+    with Supervisor(path, log=lambda _: None, log_dir=tmp_path / "logs") as sup, \
+            pytest.raises(NodeDiedError, match="node 'recorder' exited with code 3"):
+        sup.wait(timeout_s=20)
+    assert sup.node_events[-1]["action"] == "gave_up" and len(sup.node_events) == 3
