@@ -14,7 +14,9 @@ Usage: python -m robot_stack.ros.practice_node task=put_cube_in_bowl practice.ju
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from pathlib import Path
 
 from rclpy.node import Node
@@ -26,6 +28,7 @@ from robot_stack.ros.qos import STATUS
 
 GRAPH_SERVICES = ("recorder/start", "recorder/stop", "recorder/discard", "inference/enable")
 SIM_SERVICES = ("sim/reset", "sim/evaluate", "sim/intervene")
+HEARTBEAT_TIMEOUT_S = 3.0  # a critical node's status silent this long: treated as dead
 
 
 class _RigTruth:
@@ -55,6 +58,25 @@ class PracticeNode(Node):
             self.create_service(Trigger, f"practice/{name}", cb)
         self.create_timer(1.0 / max(float(status_hz), 1.0), self._publish_status)
         self._learner: dict = {}
+        # Processes practice cannot go on without, each with the status topic that proves it alive (1 Hz or
+        # faster). Under the supervisor an exit is known at once (node_events.jsonl); under ros2 launch a killed
+        # process is noticed when its status goes quiet (DDS keeps a SIGKILLed participant in the graph for its
+        # lease, ~20 s, so the graph itself cannot tell).
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.critical = {"recorder": "recorder/status", "inference": "inference/status",
+                         ("sim_rig" if is_sim else "rig"): "arm/status"}
+        self._heard: dict[str, float] = {}
+        for proc, topic in self.critical.items():
+            msg_type = DiagnosticArray if topic == "arm/status" else String
+            self.create_subscription(msg_type, topic, lambda _m, p=proc: self._heard.__setitem__(p, time.monotonic()),
+                                     STATUS)
+        self._events_path = os.environ.get("ROBOT_STACK_NODE_EVENTS", "")
+        # Only exits from now on (a respawned practice node must not pause for the crash that restarted it).
+        self._events_offset = os.path.getsize(self._events_path) if os.path.isfile(self._events_path) else 0
+        self._down: dict[str, float] = {}     # process -> when it was seen to die
+        self._paused_for: str | None = None   # set while practice is paused because a node is gone
+        self.create_timer(0.1, self._watch_graph)
         if start_on_launch:
             self._start()
 
@@ -72,6 +94,10 @@ class PracticeNode(Node):
         try:
             needed = GRAPH_SERVICES + (SIM_SERVICES if self.is_sim else ("arm/home",))
             self.client.wait_ready(list(needed), timeout_s=self.ready_timeout_s)
+            # A practice node that died mid-attempt (and was respawned) left the policy enabled and an episode
+            # open: nothing of that attempt is committed, and the arm holds before anything else.
+            self.rig.hold()
+            self.rig.discard_attempt()
             self.session = self.make_session()
             self.session.run()
         except Exception as e:  # noqa: BLE001 - reported on practice/status and the log; the arm is held
@@ -89,6 +115,58 @@ class PracticeNode(Node):
         if self.worker is not None:
             self.worker.join(timeout=5.0)
         self.client.close()
+
+    # ------------------------------------------------------------------ faults: a node of the graph dies
+    def _watch_graph(self) -> None:
+        """Pause as soon as a critical process dies (the attempt in flight is discarded and the policy disabled,
+        so the arm holds), naming it and its exit; resume once it is back (respawned) and heard from again."""
+        now = time.monotonic()
+        for event in self._new_events():
+            if event.get("node") in self.critical:
+                self._down[event["node"]] = now
+                self._fault(f"node '{event['node']}' exited with {event.get('exit', event.get('code'))}")
+        if self.session is None:
+            return
+        for proc in self.critical:
+            heard = self._heard.get(proc)
+            if proc not in self._down and heard is not None and now - heard > HEARTBEAT_TIMEOUT_S:
+                self._down[proc] = now - HEARTBEAT_TIMEOUT_S
+                self._fault(f"node '{proc}' went quiet ({HEARTBEAT_TIMEOUT_S:.0f} s without {self.critical[proc]})")
+        for proc, since in list(self._down.items()):
+            if self._heard.get(proc, 0.0) > since + 0.5:  # a status from the new process
+                del self._down[proc]
+        if not self._down and self._paused_for is not None:
+            needed = list(GRAPH_SERVICES + (SIM_SERVICES if self.is_sim else ("arm/home",)))
+            if all(self.client._clients[s].service_is_ready() for s in needed):
+                self.get_logger().info(f"resuming practice: every node is back ({self._paused_for})")
+                self._paused_for = None
+                self.session.resume()
+                self._publish_status()
+
+    def _fault(self, what: str) -> None:
+        if self.session is None or self._paused_for is not None:
+            return
+        self._paused_for = f"{what}; practice holds the arm and waits for it to come back (respawn)"
+        self.get_logger().error(self._paused_for)
+        self.session.pause(self._paused_for)
+        self._publish_status()
+
+    def _new_events(self) -> list[dict]:
+        """New lines of the supervisor's node_events.jsonl (ROBOT_STACK_NODE_EVENTS), if there is one."""
+        if not self._events_path or not os.path.isfile(self._events_path):
+            return []
+        with open(self._events_path, encoding="utf-8") as f:
+            f.seek(self._events_offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind("\n") + 1]
+        self._events_offset += len(complete.encode())
+        out = []
+        for line in complete.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
 
     # ------------------------------------------------------------------ services
     def _reply(self, resp, ok: bool, message: str):

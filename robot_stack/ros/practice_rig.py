@@ -16,6 +16,7 @@ All waits are bounded and name the node that did not answer. No practice logic h
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from robot_stack.ros.params import set_remote_parameters
 from robot_stack.ros.qos import RECORD_COMMAND
 from robot_stack.types import STATE_KEY, image_key
 
+log = logging.getLogger(__name__)
 POLL_S = 0.05
 FAULT_STATES = ("fault", "estopped")
 
@@ -95,7 +97,9 @@ class RosPracticeRig:
                     break
                 time.sleep(POLL_S)
         finally:
-            c.call("inference/enable", False)
+            self.hold()
+        if aborted:  # discarded anyway; a dead recorder would only make the catch-up wait time out
+            return AttemptRun(steps, None, aborted=aborted, policy_version=version)
         time.sleep(self.settle_s)  # a command already in flight executes on the arm's next tick
         with self._lock:
             steps = self._executed - start
@@ -131,7 +135,11 @@ class RosPracticeRig:
         return rec.get("episode")
 
     def discard_attempt(self) -> None:
-        self.client.call("recorder/discard")
+        try:
+            self.client.call("recorder/discard", timeout_s=3.0)
+        except TimeoutError:
+            log.warning("recorder/discard did not answer: a recorder that died took its open episode with it "
+                        "(nothing of it was committed)")
 
     def _evaluate(self) -> dict:
         return self.client.call_json("sim/evaluate") if self.is_sim else {}
@@ -154,7 +162,11 @@ class RosPracticeRig:
         return True
 
     def hold(self) -> None:
-        self.client.call("inference/enable", False)
+        try:
+            self.client.call("inference/enable", False, timeout_s=3.0)
+        except TimeoutError:
+            # A dead inference node sends nothing: the arm node's watchdog holds the arm without it.
+            log.warning("inference/enable did not answer; with no commands the arm's watchdog holds the arm")
 
     def policy_version(self) -> str | None:
         with self.client._lock:

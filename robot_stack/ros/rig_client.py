@@ -92,8 +92,17 @@ class RigClient:
         self.latest_images: dict[str, tuple[int, object]] = {}  # camera -> (capture stamp ns, uint8 (H, W, 3))
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
+
+    def _spin(self) -> None:
+        import contextlib
+
+        from rclpy.executors import ExternalShutdownException
+
+        # The process is shutting down (SIGINT inside a node process that owns this client): not an error.
+        with contextlib.suppress(ExternalShutdownException):
+            self._executor.spin()
 
     # -- subscriptions -------------------------------------------------------------------------
     def _on_policy_active(self, msg: String) -> None:

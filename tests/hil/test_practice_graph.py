@@ -68,7 +68,7 @@ def test_practice_alternates_pauses_resumes_and_counts_on_from_the_store(tmp_pat
     overrides = [f"store={store_path}", f"checkpoints={tmp_path / 'ckpt'}", "practice.judge=ground_truth",
                  "practice.horizon_steps=5", "rig.cameras.front.height=64", "rig.cameras.front.width=64",
                  "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64"]
-    ckpt = _checkpoint(tmp_path / "ckpt", load_config(overrides))
+    ckpt = _checkpoint(tmp_path / "policy", load_config(overrides))  # not in the learner's checkpoint dir
     profile = load_profile("sim_practice", [*overrides, f"inference.policy={ckpt}"])
     profile = dataclasses.replace(profile, nodes=tuple(n for n in profile.nodes if n.name not in ("learner", "dashboard")))
     with Supervisor(profile, log_dir=tmp_path / "logs") as sup:
@@ -119,3 +119,62 @@ def test_practice_alternates_pauses_resumes_and_counts_on_from_the_store(tmp_pat
     assert all(m.policy_version == "actor_critic@v1" for m in metas)
     # A fixed horizon: exactly 5 steps each (the inference node's episode_steps budget, not a racing disable).
     assert [store.episode_slice(i).stop - store.episode_slice(i).start for i in range(len(metas))] == [5] * len(metas)
+
+
+def test_killed_recorder_and_learner_hold_the_arm_respawn_and_practice_resumes(tmp_path, rig_client):
+    """Faults during practice: kill -9 the recorder mid-attempt -> practice pauses naming it and its signal, the
+    arm stops executing, the supervisor respawns it, practice resumes, and no committed episode is lost; kill -9
+    the learner -> respawned, practice never stops."""
+    import os
+    import signal
+
+    from std_msgs.msg import String
+
+    from robot_stack.conf import load_config
+    from robot_stack.ros.qos import STATUS
+    from robot_stack.store import TrajectoryStore
+
+    store_path = tmp_path / "store.zarr"
+    overrides = [f"store={store_path}", f"checkpoints={tmp_path / 'ckpt'}", "practice.judge=ground_truth",
+                 "practice.horizon_steps=8", "rig.cameras.front.height=64", "rig.cameras.front.width=64",
+                 "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64"]
+    ckpt = _checkpoint(tmp_path / "policy", load_config(overrides))  # not in the learner's checkpoint dir
+    profile = load_profile("sim_practice", [*overrides, f"inference.policy={ckpt}"])
+    profile = dataclasses.replace(profile, nodes=tuple(n for n in profile.nodes if n.name != "dashboard"))
+    with Supervisor(profile, log_dir=tmp_path / "logs") as sup:
+        client = rig_client()
+        statuses: list[dict] = []
+        client.node.create_subscription(String, "practice/status", lambda m: statuses.append(json.loads(m.data)),
+                                        STATUS)
+
+        def latest():
+            return statuses[-1] if statuses else {}
+
+        _wait(lambda: latest().get("attempts", 0) >= 1, 150, "a first practice attempt", sup.check)
+        executed = lambda: int(client.arm_status.get("executed", 0))  # noqa: E731
+        start = executed()
+        _wait(lambda: executed() >= start + 3, 30, "an attempt in flight", sup.check)
+        with TrajectoryStore.open(store_path, mode="r") as store:
+            committed_before = store.n_episodes
+        os.kill(sup.pid("recorder"), signal.SIGKILL)
+        killed_at = time.monotonic()
+        _wait(lambda: latest().get("state") == "paused", 10, "practice paused", sup.check)
+        assert "recorder" in latest()["reason"] and "SIGKILL" in latest()["reason"], latest()
+        time.sleep(0.6)  # detection (0.1 s graph watch) + disabling the policy: the arm holds from here on
+        held = executed()
+        time.sleep(1.0)
+        assert executed() == held, "the arm kept executing with the recorder dead"
+        _wait(lambda: sup.restarts("recorder") == 1 and latest().get("state") == "running", 60,
+              "the recorder respawned and practice resumed", sup.check)
+        resumed_after_s = time.monotonic() - killed_at
+        n = latest()["attempts"]
+        os.kill(sup.pid("learner"), signal.SIGKILL)
+        _wait(lambda: latest().get("attempts", 0) >= n + 2 and sup.restarts("learner") == 1, 90,
+              "two more attempts with the learner respawned", sup.check)
+        assert latest()["state"] == "running"
+
+    with TrajectoryStore.open(store_path, mode="r") as store:
+        metas = [store.episode_meta(i) for i in range(store.n_episodes)]
+        assert len(metas) >= committed_before + 2 and [m.attempt for m in metas] == list(range(len(metas)))
+        assert [store.episode_slice(i).stop - store.episode_slice(i).start for i in range(len(metas))] == [8] * len(metas)
+    print(f"recorder kill -> practice running again after {resumed_after_s:.1f} s")
