@@ -63,7 +63,7 @@ def train_classifier(store, tasks: Sequence[str], backend: str = "cnn", config: 
         loss.backward()
         opt.step()
         if progress is not None and (step % progress_every == 0 or step == steps):
-            progress({"step": step, "loss": float(loss), "wall_s": round(time.perf_counter() - t0, 1)})
+            progress({"step": step, "loss": float(loss.detach()), "wall_s": round(time.perf_counter() - t0, 1)})
     clf.trained_steps = getattr(clf, "trained_steps", 0) + steps
     return clf.eval()
 
