@@ -274,7 +274,9 @@ class Supervisor:
                 history.append(time.monotonic())
                 self._restart_times[name] = history
                 p.log_file.close()
-                self._procs[name] = self._spawn(p.spec, p.restarts + 1, f"exit {_describe(rc)}")
+                self._procs[name] = new = self._spawn(p.spec, p.restarts + 1, f"exit {_describe(rc)}")
+                self._record_event({"node": name, "action": "started", "pid": new.popen.pid,
+                                    "restarts": new.restarts, "time_ns": time.time_ns()})
             self._stopping.wait(0.05)
 
     def _record_event(self, event: dict) -> None:

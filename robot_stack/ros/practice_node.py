@@ -75,6 +75,7 @@ class PracticeNode(Node):
         # Only exits from now on (a respawned practice node must not pause for the crash that restarted it).
         self._events_offset = os.path.getsize(self._events_path) if os.path.isfile(self._events_path) else 0
         self._down: dict[str, float] = {}     # process -> when it was seen to die
+        self._started: dict[str, float] = {}  # process -> when the supervisor started it again
         self._paused_for: str | None = None   # set while practice is paused because a node is gone
         self.create_timer(0.1, self._watch_graph)
         if start_on_launch:
@@ -122,9 +123,15 @@ class PracticeNode(Node):
         so the arm holds), naming it and its exit; resume once it is back (respawned) and heard from again."""
         now = time.monotonic()
         for event in self._new_events():
-            if event.get("node") in self.critical:
-                self._down[event["node"]] = now
-                self._fault(f"node '{event['node']}' exited with {event.get('exit', event.get('code'))}")
+            proc = event.get("node")
+            if proc not in self.critical:
+                continue
+            if event.get("action") == "started":
+                self._started[proc] = now
+            else:
+                self._down[proc] = now
+                self._started.pop(proc, None)
+                self._fault(f"node '{proc}' exited with {event.get('exit', event.get('code'))}")
         if self.session is None:
             return
         for proc in self.critical:
@@ -133,7 +140,14 @@ class PracticeNode(Node):
                 self._down[proc] = now - HEARTBEAT_TIMEOUT_S
                 self._fault(f"node '{proc}' went quiet ({HEARTBEAT_TIMEOUT_S:.0f} s without {self.critical[proc]})")
         for proc, since in list(self._down.items()):
-            if self._heard.get(proc, 0.0) > since + 0.5:  # a status from the new process
+            # Back = a status from the new process. Under the supervisor: heard well after it was started again (a
+            # late message of the dead one, or a stale DDS match, must not count); otherwise after the silence.
+            if self._events_path:
+                started = self._started.get(proc)
+                back = started is not None and self._heard.get(proc, 0.0) > started + 1.0
+            else:
+                back = self._heard.get(proc, 0.0) > since + 0.5
+            if back:
                 del self._down[proc]
         if not self._down and self._paused_for is not None:
             needed = list(GRAPH_SERVICES + (SIM_SERVICES if self.is_sim else ("arm/home",)))
