@@ -136,7 +136,7 @@ class RosPracticeRig:
 
     def discard_attempt(self) -> None:
         try:
-            self.client.call("recorder/discard", timeout_s=3.0)
+            self.client.call("recorder/discard", timeout_s=1.0)
         except TimeoutError:
             log.warning("recorder/discard did not answer: a recorder that died took its open episode with it "
                         "(nothing of it was committed)")
