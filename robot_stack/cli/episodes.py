@@ -51,8 +51,16 @@ def run_episode(client, controller: str, max_steps: int, poll_s: float = 0.1, se
             if ev["success"] or ev["steps"] >= max_steps or (controller == "expert" and ev["expert_done"]):
                 break
             time.sleep(poll_s)
-    finally:
-        client.call(enable, False)
+    except BaseException as err:
+        # Best effort only: once a required node died the supervisor has stopped the graph, so this call cannot be
+        # answered, and its timeout must not replace the real error (a SIGKILLed recorder used to be reported as
+        # "teleop/enable did not answer within 10 s; is node 'sim_rig' alive?").
+        try:
+            client.call(enable, False, timeout_s=2.0)
+        except Exception as e:  # noqa: BLE001 - the error in flight is the one to report
+            log.warning("could not disable %s after %s: %s", enable, type(err).__name__, e)
+        raise
+    client.call(enable, False)
     ev = client.call_json("sim/evaluate")
     while True:
         time.sleep(settle_s)

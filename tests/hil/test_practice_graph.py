@@ -46,6 +46,18 @@ def _checkpoint(root, cfg):
     return save_checkpoint(policy.eval(), norm, schema, root, 1, step=1)
 
 
+def _overrides(tmp_path, horizon_steps):
+    """Graph overrides (small camera images, ground-truth judge) and the tiny policy's checkpoint, kept out of the
+    learner's checkpoint dir (the learner refuses a directory it did not write)."""
+    from robot_stack.conf import load_config
+
+    overrides = [f"store={tmp_path / 'store.zarr'}", f"checkpoints={tmp_path / 'ckpt'}", "practice.judge=ground_truth",
+                 f"practice.horizon_steps={horizon_steps}", "rig.cameras.front.height=64",
+                 "rig.cameras.front.width=64", "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64"]
+    ckpt = _checkpoint(tmp_path / "policy", load_config(overrides))
+    return [*overrides, f"inference.policy={ckpt}"]
+
+
 def _wait(pred, timeout_s, what, check):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -60,16 +72,11 @@ def test_practice_alternates_pauses_resumes_and_counts_on_from_the_store(tmp_pat
     from std_msgs.msg import String
     from std_srvs.srv import Trigger
 
-    from robot_stack.conf import load_config
     from robot_stack.ros.qos import STATUS
     from robot_stack.store import TrajectoryStore
 
     store_path = tmp_path / "store.zarr"
-    overrides = [f"store={store_path}", f"checkpoints={tmp_path / 'ckpt'}", "practice.judge=ground_truth",
-                 "practice.horizon_steps=5", "rig.cameras.front.height=64", "rig.cameras.front.width=64",
-                 "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64"]
-    ckpt = _checkpoint(tmp_path / "policy", load_config(overrides))  # not in the learner's checkpoint dir
-    profile = load_profile("sim_practice", [*overrides, f"inference.policy={ckpt}"])
+    profile = load_profile("sim_practice", _overrides(tmp_path, 5))
     profile = dataclasses.replace(profile, nodes=tuple(n for n in profile.nodes if n.name not in ("learner", "dashboard")))
     with Supervisor(profile, log_dir=tmp_path / "logs") as sup:
         client = rig_client()
@@ -131,16 +138,11 @@ def test_killed_recorder_and_learner_hold_the_arm_respawn_and_practice_resumes(t
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import String
 
-    from robot_stack.conf import load_config
     from robot_stack.ros.qos import STATUS
     from robot_stack.store import TrajectoryStore
 
     store_path = tmp_path / "store.zarr"
-    overrides = [f"store={store_path}", f"checkpoints={tmp_path / 'ckpt'}", "practice.judge=ground_truth",
-                 "practice.horizon_steps=8", "rig.cameras.front.height=64", "rig.cameras.front.width=64",
-                 "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64"]
-    ckpt = _checkpoint(tmp_path / "policy", load_config(overrides))  # not in the learner's checkpoint dir
-    profile = load_profile("sim_practice", [*overrides, f"inference.policy={ckpt}"])
+    profile = load_profile("sim_practice", _overrides(tmp_path, 8))
     # The recorder comes back 3 s after its death, so the paused window below is long enough to judge the hold.
     profile = dataclasses.replace(profile, nodes=tuple(
         dataclasses.replace(n, respawn_delay_s=3.0) if n.name == "recorder" else n

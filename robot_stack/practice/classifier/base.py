@@ -96,7 +96,8 @@ class SuccessClassifier(torch.nn.Module, abc.ABC):
 
         from safetensors.torch import save_file
 
-        from robot_stack.policies.checkpoint import sha256_file
+        from robot_stack.policies.checkpoint import _fsync_path as _fsync_dir
+        from robot_stack.policies.checkpoint import _write_synced, sha256_file
 
         final = Path(path)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -122,21 +123,6 @@ class SuccessClassifier(torch.nn.Module, abc.ABC):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return final
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_classifier(backend: str, config: dict | Any, tasks: Sequence[str]) -> SuccessClassifier:
