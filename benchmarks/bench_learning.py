@@ -72,7 +72,8 @@ def sizes(quick: bool) -> dict:
 # The *_state.yaml policy: proprio + object state, Gaussian noise 0.3 (standardised units) on both while training.
 STATE_POLICY = {"cameras": [], "arch": "none", "use_state": True, "use_environment_state": True,
                 "low_dim_noise_std": 0.3, "latent_dim": 128,
-                "actor_hidden_dims": [256, 256], "critic_hidden_dims": [128, 128], "conditioning": "onehot"}
+                "actor_hidden_dims": [256, 256], "critic_hidden_dims": [128, 128], "conditioning": "onehot",
+                "fixed_action_dims": [3, 4]}
 
 
 def learner_cfg(name: str, sim_task: str, S: dict, seed: int, **overrides):
@@ -239,6 +240,12 @@ VARIANTS = {
     # CQL α 1 fixed: Cal-QL's Adroit-binary value (algorithms.md §0 table) instead of the CPU recipe's 5.
     # benchmarks/diag_calql_bound.py 1 15000 0: 14/20 after 15000 offline updates (α 5: 0.10–0.13 in Tier 1b).
     "a1": {"cql_alpha": 1.0},
+    # RLPD from a BC start: 2000 offline updates whose actor loss is BC on the demos while the critic evaluates it
+    # (RLPDConfig.bc_steps), then RLPD as published; +bcq also keeps Nair et al.'s Q-filtered BC term online.
+    "bci": {"bc_steps": 2000},
+    "bcq": {"bc_steps": 2000, "bc_weight": 1.0},
+    # ... and the online BC term unfiltered (TD3+BC's form: the actor stays anchored to the successful data).
+    "bcw": {"bc_steps": 2000, "bc_weight": 1.0, "bc_q_filter": False},
 }
 
 
@@ -267,8 +274,14 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
             cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
         rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
     else:
+        # "rlpd+bci": a demonstration-guided variant (VARIANTS; its bc_steps become offline updates).
+        name, _, steps = method.partition("@")
+        _, _, variant = name.partition("+")
         data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
         cfg = learner_cfg("rlpd_state", task, S, seed)
+        if variant:
+            cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
+            cfg.offline_steps = int(cfg.algo_config.get("bc_steps", 0))
         rounds, per_round, every = S["t1c_rounds"], S["t1c_episodes_per_round"], S["t1c_eval_every_rounds"]
     data["gen_s"] = time.perf_counter() - t0
     tag = f"{tier} {method} s{seed}"

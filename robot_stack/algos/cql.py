@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm
+from robot_stack.algos.demo_guidance import q_filtered_bc_loss, warm_start_loss
 from robot_stack.algos.losses import cql_regulariser, lagrange_alpha_prime, max_q_backup_target
 from robot_stack.types import ACTION_KEY
 
@@ -42,10 +43,14 @@ class CQLConfig(AlgoConfig):
     tau: float = 5e-3
     target_entropy_factor: float = 1.0      # target entropy = −|A|·factor (SERL/RLPD: 0.5)
     calql: bool = False                     # clip policy-action Q by MC returns (Cal-QL)
-    # BC warm start of the actor: for the first bc_steps updates the actor loss is E[α log π(ã|s) − log π(a_data|s)]
-    # while the critic trains as usual (CQL's own code: policy_eval_start; CORL cql.py/cal_ql.py bc_steps; RLlib
-    # CQL bc_iters). 0 = off (the JAX Cal-QL/PTR references).
+    # Demonstration guidance (robot_stack/algos/demo_guidance.py), 0 = off as in the JAX Cal-QL/PTR references:
+    # BC warm start of the actor on successful transitions for the first bc_steps updates while the critic trains
+    # as usual (CQL's own code: policy_eval_start; CORL cql.py/cal_ql.py bc_steps), and Q-filtered BC on successful
+    # transitions during the RL updates with weight bc_weight (Nair et al. 2018).
     bc_steps: int = 0
+    bc_weight: float = 0.0
+    bc_sigma_weight: float = 0.1
+    bc_q_filter: bool = True
 
 
 @dataclass
@@ -73,7 +78,7 @@ class CQL(Algorithm):
         self._critic_opt = torch.optim.Adam(policy.critic_parameters(), lr=config.critic_lr)
         self._alpha_opt = torch.optim.Adam([policy.log_alpha], lr=config.temperature_lr)
         self._alpha_prime_opt = torch.optim.Adam([policy.log_alpha_prime], lr=config.alpha_prime_lr)
-        self.target_entropy = -float(policy.action_dim) * config.target_entropy_factor
+        self.target_entropy = -float(policy.free_action_dim) * config.target_entropy_factor
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self._actor_opt, "critic": self._critic_opt, "alpha": self._alpha_opt,
@@ -95,9 +100,15 @@ class CQL(Algorithm):
             actor_terms, logp_new, q_new = p.actor_objective(o, mean, log_std, alpha, z.detach(), reduce="min")
             bc_phase = self.train_step < cfg.bc_steps
             if bc_phase:
-                actor_loss = (alpha * logp_new - p.log_prob(mean, log_std, a_data)).mean()
+                actor_loss, info = warm_start_loss(p, batch, mean, log_std, cfg.bc_sigma_weight)
+                m.update(info)
             else:
                 actor_loss = actor_terms.mean()
+                if cfg.bc_weight > 0:
+                    term, info = q_filtered_bc_loss(p, batch, o, mean, log_std, z.detach(), q_new, cfg.bc_weight,
+                                                    "min", cfg.bc_q_filter)
+                    actor_loss = actor_loss + term
+                    m.update(info)
             alpha_loss = -(p.log_alpha * (logp_new.detach() + self.target_entropy)).mean()
 
             # ---- critic ----
@@ -109,7 +120,8 @@ class CQL(Algorithm):
                 a_cur, logp_cur = p.sample_from(mean.detach(), log_std.detach(), cfg.cql_n_actions)
                 if cfg.cql_next_actions:
                     a_nxt, logp_nxt = p.sample_from(mean_n, log_std_n, cfg.cql_n_actions)
-            a_rand = torch.empty(b, cfg.cql_n_actions, a_dim, device=a_data.device).uniform_(-1.0, 1.0)
+            # Uniform over the dims the policy chooses (a reduced action space holds the others at physical 0).
+            a_rand = p.fix_actions(torch.empty(b, cfg.cql_n_actions, a_dim, device=a_data.device).uniform_(-1.0, 1.0))
             # One critic pass over every action set for this latent: (num_qs, B, 1 + N + N [+ N]).
             sets = [a_data.unsqueeze(1), a_rand, a_cur] + ([a_nxt] if cfg.cql_next_actions else [])
             q_all = p.critic_q(o, torch.cat(sets, dim=1), z=z).float()
@@ -119,7 +131,7 @@ class CQL(Algorithm):
             bound = batch["mc_return"].float() if cfg.calql else None
             td_losses, diffs, bound_rates, lses = [], [], [], []
             for i in range(q_all.shape[0]):
-                diff, info = cql_regulariser(q_data[i], q_rand[i], q_cur[i], logp_cur.float(), a_dim,
+                diff, info = cql_regulariser(q_data[i], q_rand[i], q_cur[i], logp_cur.float(), p.free_action_dim,
                                              None if q_nxt is None else q_nxt[i],
                                              logp_nxt.float() if cfg.cql_next_actions else None,
                                              cfg.cql_temperature, bound)
@@ -140,7 +152,8 @@ class CQL(Algorithm):
                 alpha_prime_loss = None
             critic_loss = torch.stack(td_losses).sum() + cql_loss
 
-        self._step(self._alpha_opt, alpha_loss)
+        if not bc_phase:   # α tracks the RL actor's entropy; during imitation it waits at its initial value
+            self._step(self._alpha_opt, alpha_loss)
         self._step(self._actor_opt, actor_loss)
         self._step(self._critic_opt, critic_loss)   # zero_grad first: drops the actor loss's grads on the heads
         if alpha_prime_loss is not None:
@@ -179,7 +192,7 @@ class CQL(Algorithm):
             y = max_q_backup_target(p.critic_q(o_next, a_next, target=True).float(), batch["reward"].float(),
                                     batch["mask"].float(), cfg.discount)
             mean, _ = p.actor_dist(o)
-            q_pi = p.critic_q(o, torch.tanh(mean).unsqueeze(1))[..., 0].min(0).values
+            q_pi = p.critic_q(o, p.fix_actions(torch.tanh(mean)).unsqueeze(1))[..., 0].min(0).values
         finally:
             p.train(was)
         out = {"q_data": float(q.mean()), "td_error": float(((q - y) ** 2).mean()), "q_pi_det": float(q_pi.mean())}

@@ -8,7 +8,12 @@ baseline every practice result is compared with (reference/anchors-2026.md, anch
       │                          loss = Σ_i MSE(Q_i(s, a), y) over the E-head LayerNorm ensemble; Polyak τ
       └─► on the last minibatch: actor  E[α log π(ã|s) − mean_i Q_i(s, ã)]  (ensemble mean, as RLPD)
                                  α      −log α·(log π + target_entropy), target −|A|/2
-No pessimism (no CQL term): prior data enters only through the 50/50 batches. Reference code:
+No pessimism (no CQL term): prior data enters only through the 50/50 batches.
+
+Demonstration guidance (robot_stack/algos/demo_guidance.py; both off by default = RLPD as published):
+`bc_steps` updates of BC warm start of the actor on successful data while the critic evaluates it, and `bc_weight`
+for Q-filtered BC on successful data during the RL updates (Nair et al. 2018).
+Reference code:
 ikostrikov/rlpd `rlpd/agents/sac/sac_learner.py` (update with utd_ratio, critic subsample, LayerNorm critics,
 ensemble 10) and serl_launcher `agents/continuous/sac.py` (`update_high_utd`, temperature_init 1e-2).
 The policy must be an actor_critic with num_qs = ensemble size and critic_layer_norm on (learner YAML rlpd).
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm
+from robot_stack.algos.demo_guidance import q_filtered_bc_loss, warm_start_loss
 from robot_stack.types import ACTION_KEY
 
 
@@ -38,6 +44,10 @@ class RLPDConfig(AlgoConfig):
     tau: float = 5e-3
     target_entropy_factor: float = 0.5   # target entropy = −|A|·factor
     backup_entropy: bool = True
+    bc_steps: int = 0                    # offline updates whose actor loss is BC on successful data (0 = off)
+    bc_weight: float = 0.0               # online Q-filtered BC weight on successful data (0 = off)
+    bc_sigma_weight: float = 0.1         # weight of the σ fit (sigma_nll) in the BC warm start
+    bc_q_filter: bool = True             # Nair et al.'s Q-filter on the online BC term (False: TD3+BC's plain term)
 
 
 @ALGOS.register("rlpd")
@@ -56,7 +66,7 @@ class RLPD(Algorithm):
         self._actor_opt = torch.optim.Adam(policy.actor_parameters(), lr=config.actor_lr)
         self._critic_opt = torch.optim.Adam(policy.critic_parameters(), lr=config.critic_lr)
         self._alpha_opt = torch.optim.Adam([policy.log_alpha], lr=config.temperature_lr)
-        self.target_entropy = -float(policy.action_dim) * config.target_entropy_factor
+        self.target_entropy = -float(policy.free_action_dim) * config.target_entropy_factor
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self._actor_opt, "critic": self._critic_opt, "alpha": self._alpha_opt}
@@ -96,17 +106,28 @@ class RLPD(Algorithm):
             mb = {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
             m = self._critic_step(mb)
         # Actor and temperature on the last minibatch, against the freshly updated critic (RLPD/SERL order).
+        bc_phase = self.train_step < cfg.bc_steps
         with self.autocast():
             o = p.prepare_obs(mb)
             mean, log_std = p.actor_dist(o)
             alpha = p.log_alpha.exp().detach()
-            actor_terms, logp_new, q_new = p.actor_objective(o, mean, log_std, alpha, p.critic_latent(o).detach(),
-                                                             reduce="mean")
-            actor_loss = actor_terms.mean()
+            z = p.critic_latent(o).detach()
+            actor_terms, logp_new, q_new = p.actor_objective(o, mean, log_std, alpha, z, reduce="mean")
             alpha_loss = -(p.log_alpha * (logp_new.detach() + self.target_entropy)).mean()
+            if bc_phase:
+                actor_loss, info = warm_start_loss(p, mb, mean, log_std, cfg.bc_sigma_weight)
+                m.update(info)
+            else:
+                actor_loss = actor_terms.mean()
+                if cfg.bc_weight > 0:
+                    term, info = q_filtered_bc_loss(p, mb, o, mean, log_std, z, q_new, cfg.bc_weight, "mean",
+                                                    cfg.bc_q_filter)
+                    actor_loss = actor_loss + term
+                    m.update(info)
         self._step(self._actor_opt, actor_loss)
-        self._step(self._alpha_opt, alpha_loss)
+        if not bc_phase:   # α tracks the RL actor's entropy; during imitation it waits at its initial value
+            self._step(self._alpha_opt, alpha_loss)
         m.update({"actor/loss": actor_loss, "actor/entropy": -logp_new.mean(), "actor/alpha": alpha,
                   "actor/q_pi": q_new.mean(), "actor/log_std": log_std.mean(),
-                  "critic/reward": batch["reward"].float().mean()})
+                  "critic/reward": batch["reward"].float().mean(), "actor/bc_phase": torch.tensor(float(bc_phase))})
         return {k: float(v.detach()) for k, v in m.items()}

@@ -4,7 +4,8 @@
         ─► reward recipe (losses.ptr_rewards: last-k steps of a successful episode positive, mask 0 there)
         ─► MC return-to-go (losses.mc_returns; failed trajectory -> r_neg/(1−γ)), computed once per committed episode
         ─► TransitionDataset: frames in RAM, next(t) = t+1 inside the episode (the last step points at itself)
-        ─► sample(B, rng) ─► {obs keys, "next."+obs keys, action, reward, mask, mc_return, task_index} tensors (B, ...)
+        ─► sample(B, rng) ─► {obs keys, "next."+obs keys, action, reward, mask, mc_return, task_index, success}
+            tensors (B, ...); `success` (1.0/0.0) is the episode's label, for losses that imitate successes only
 
 `TransitionSource` is the small interface the learner uses, so a store-level sampler (n-step / MC returns in the
 store, being added elsewhere) can replace `TransitionDataset` without touching the algorithms.
@@ -63,7 +64,7 @@ class TransitionDataset:
         self.reward, self.discount = reward, discount
         self.tasks = list(tasks)
         self._parts: dict[str, list[np.ndarray]] = {k: [] for k in [*self.obs_keys, ACTION_KEY, "reward", "mask",
-                                                                     "mc_return", "task_index", "next_index"]}
+                                                                     "mc_return", "task_index", "success", "next_index"]}
         self._arrays: dict[str, np.ndarray] | None = None
         self.episode_ids: list[int] = []
         self._n = 0
@@ -98,6 +99,7 @@ class TransitionDataset:
             self._parts["mask"].append(mask)
             self._parts["mc_return"].append(mc)
             self._parts["task_index"].append(np.full(n, task, np.int64))
+            self._parts["success"].append(np.full(n, float(bool(meta.success)), np.float32))
             nxt = self._n + np.minimum(np.arange(n) + 1, n - 1)   # global index of obs_{t+1}; last step -> itself
             self._parts["next_index"].append(nxt.astype(np.int64))
             self.episode_ids.append(i)
@@ -122,7 +124,8 @@ class TransitionDataset:
         idx = rng.integers(0, self._n, size=batch_size)
         nxt = a["next_index"][idx]
         out = {k: torch.from_numpy(np.ascontiguousarray(a[k][idx])) for k in [*self.obs_keys, ACTION_KEY, "reward",
-                                                                               "mask", "mc_return", "task_index"]}
+                                                                               "mask", "mc_return", "task_index",
+                                                                               "success"]}
         out.update({NEXT + k: torch.from_numpy(np.ascontiguousarray(a[k][nxt])) for k in self.obs_keys})
         return out
 

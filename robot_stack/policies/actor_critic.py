@@ -72,6 +72,11 @@ class ActorCriticConfig(PolicyConfig):
     critic_layer_norm: bool = False             # LayerNorm in the critic MLP (RLPD / SERL)
     gripper_loss_weight: float = 1.0            # BC: MSE(arm dims) + w·BCE(gripper), as bc_conv
     discrete_gripper: bool = True               # RL: the gripper a Bernoulli decision (see sample_from)
+    # Action dims the policy never moves (held at physical 0 in every action it produces, data actions included):
+    # a task's reduced action space, as SERL's franka_sim PandaPickCube commands xyz + grasp only. Exploration
+    # noise on them is pure harm: on put_cube_in_bowl, 0.025 rad/step of roll/pitch noise on a BC policy takes
+    # success from 7/20 to 0/20 (yaw: 11/20), while the demos' roll/pitch std is 0.003 rad (learning.md).
+    fixed_action_dims: tuple[int, ...] = ()
     conditioning: str = "onehot"
     tasks: tuple[str, ...] = ()                 # task (language) strings, index = task id; () = unconditioned
     deploy_task: str | None = None              # the task select_action conditions on (default tasks[0])
@@ -257,7 +262,14 @@ class ActorCriticPolicy(Policy):
         passthrough = torch.zeros(a_dim, dtype=torch.bool)
         passthrough[list(normalizer.passthrough_dims)] = True
         self.register_buffer("_passthrough", passthrough, persistent=False)
-        self._arm_dims = [d for d in range(a_dim) if d != GRIPPER_INDEX]
+        fixed = sorted({int(d) for d in config.fixed_action_dims})
+        if any(d < 0 or d >= a_dim or (d == GRIPPER_INDEX and a_dim > GRIPPER_INDEX and bool(passthrough[d]))
+               for d in fixed):
+            raise ValueError(f"fixed_action_dims {fixed}: each must be an arm dimension in [0, {a_dim}), not the gripper")
+        self._fixed_dims = fixed
+        # Normalised dims the policy samples (tanh-Gaussian), without the fixed ones (and without a discrete gripper).
+        self._free_dims = [d for d in range(a_dim) if d not in fixed]
+        self._arm_dims = [d for d in self._free_dims if d != GRIPPER_INDEX]
 
     # ---- parameter groups for the algorithms -------------------------------------------------------
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -274,11 +286,25 @@ class ActorCriticPolicy(Policy):
             tp.lerp_(p, tau)
 
     # ---- units ------------------------------------------------------------------------------------
+    @property
+    def free_action_dim(self) -> int:
+        """Action dims the policy actually chooses (entropy targets and CQL's uniform density count these)."""
+        return self.action_dim - len(self._fixed_dims)
+
+    def fix_actions(self, a: torch.Tensor) -> torch.Tensor:
+        """(..., A) normalised -> the same with `fixed_action_dims` at the normalised value of physical 0."""
+        if not self._fixed_dims:
+            return a
+        a = a.clone()
+        a[..., self._fixed_dims] = self._norm_action_offset[self._fixed_dims].to(a.dtype).clamp(-1.0, 1.0)
+        return a
+
     def to_policy_action(self, action: torch.Tensor) -> torch.Tensor:
-        """(..., A) physical -> (..., A) in [−1, 1]: normaliser affine (clipped to [q01, q99]); gripper 2g − 1."""
+        """(..., A) physical -> (..., A) in [−1, 1]: normaliser affine (clipped to [q01, q99]); gripper 2g − 1;
+        fixed dims at physical 0 (the critic sees data actions in the policy's own action space)."""
         a = action.float() * self._norm_action_scale + self._norm_action_offset
         a = torch.where(self._passthrough, 2.0 * a - 1.0, a)
-        return a.clamp(-1.0, 1.0)
+        return self.fix_actions(a.clamp(-1.0, 1.0))
 
     def to_physical(self, a: torch.Tensor) -> torch.Tensor:
         """(..., A) in [−1, 1] -> (..., A) physical."""
@@ -349,7 +375,7 @@ class ActorCriticPolicy(Policy):
         """log π(a|s) of given normalised actions (B, A) -> (B,): the tanh-Gaussian density of the arm dims at
         atanh(a) (a clipped inside (−1, 1), as data on the bound would give −inf), plus log p(g) of the discrete
         gripper's decision (open iff a_g > 0). Used by CQL's BC warm start of the actor (CQLConfig.bc_steps)."""
-        arm = self._arm_dims if self.discrete_gripper else list(range(a.shape[-1]))
+        arm = self._arm_dims if self.discrete_gripper else self._free_dims
         u = torch.atanh(a[:, arm].clamp(-1.0 + 1e-4, 1.0 - 1e-4))
         logp = tanh_gaussian_log_prob(u, mean[:, arm], log_std[:, arm])
         if self.discrete_gripper:
@@ -363,14 +389,16 @@ class ActorCriticPolicy(Policy):
         eps = torch.randn(mean.shape[0], n, mean.shape[1], device=mean.device, dtype=mean.dtype)
         u = mean.unsqueeze(1) + log_std.exp().unsqueeze(1) * eps
         if not self.discrete_gripper:
-            return torch.tanh(u), tanh_gaussian_log_prob(u, mean.unsqueeze(1), log_std.unsqueeze(1)), None
+            free = self._free_dims
+            return self.fix_actions(torch.tanh(u)), tanh_gaussian_log_prob(
+                u[..., free], mean[:, free].unsqueeze(1), log_std[:, free].unsqueeze(1)), None
         arm = self._arm_dims
         logp = tanh_gaussian_log_prob(u[..., arm], mean[:, arm].unsqueeze(1), log_std[:, arm].unsqueeze(1))
         logit = mean[:, GRIPPER_INDEX].unsqueeze(1).expand(-1, n)
         is_open = torch.rand_like(logit) < torch.sigmoid(logit)
         a = torch.cat([torch.tanh(u[..., :GRIPPER_INDEX]), torch.where(is_open, 1.0, -1.0).to(u.dtype).unsqueeze(-1),
                        torch.tanh(u[..., GRIPPER_INDEX + 1:])], dim=-1)
-        return a, logp, torch.where(is_open, F.logsigmoid(logit), F.logsigmoid(-logit))
+        return self.fix_actions(a), logp, torch.where(is_open, F.logsigmoid(logit), F.logsigmoid(-logit))
 
     def actor_objective(self, o: dict[str, Any], mean: torch.Tensor, log_std: torch.Tensor, alpha: torch.Tensor,
                         z: torch.Tensor, reduce: str = "min") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -411,7 +439,7 @@ class ActorCriticPolicy(Policy):
         return critic.latent(o, o["cond"] if self.actor_encoder_film else None)
 
     # ---- the gripper as a decision ------------------------------------------------------------------
-    def _binarize_gripper(self, a: torch.Tensor) -> torch.Tensor:
+    def binarize_gripper(self, a: torch.Tensor) -> torch.Tensor:
         """(..., A) normalised actions with the gripper set to ±1 by its sign (open iff tanh(u_g) > 0)."""
         if a.shape[-1] <= GRIPPER_INDEX or not bool(self._passthrough[GRIPPER_INDEX]):
             return a
@@ -440,14 +468,15 @@ class ActorCriticPolicy(Policy):
     def select_action(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """Deterministic evaluation action tanh(mean) (§0), gripper decided (0 or 1) -> float32 (A,) physical."""
         mean, _ = self.actor_dist(self._eval_prepared(obs))
-        return self.to_physical(self._binarize_gripper(torch.tanh(mean[0]))).cpu().numpy().astype(np.float32)
+        a = self.fix_actions(self.binarize_gripper(torch.tanh(mean[0])))
+        return self.to_physical(a).cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
     def sample_actions(self, obs: dict[str, np.ndarray], k: int) -> np.ndarray:
         """k stochastic actions from π(·|obs), each gripper decided by its sample -> float32 (k, A) physical."""
         mean, log_std = self.actor_dist(self._eval_prepared(obs))
         actions, _ = self.sample_from(mean, log_std, k)   # a discrete gripper is ±1 already; else its sign decides
-        return self.to_physical(self._binarize_gripper(actions[0])).cpu().numpy().astype(np.float32)
+        return self.to_physical(self.binarize_gripper(actions[0])).cpu().numpy().astype(np.float32)
 
     @torch.no_grad()
     def q_values(self, obs: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
@@ -455,6 +484,23 @@ class ActorCriticPolicy(Policy):
         o = self._eval_prepared(obs)
         a = self.to_policy_action(torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=self.device))
         return self.critic_q(o, a.unsqueeze(0)).min(0).values[0].cpu().numpy().astype(np.float32)
+
+    def bc_terms(self, mean: torch.Tensor, log_std: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample imitation losses of normalised data actions a (B, A) for the RL actor -> (bc (B,), sigma_nll (B,)).
+
+        bc: the BC baseline's loss (compute_loss) in the RL policy's own terms: MSE(tanh(mean), a) over the arm dims
+        plus, with `discrete_gripper`, the BCE of the Bernoulli logit mean_g that sample_from draws the gripper from.
+        sigma_nll: the tanh-Gaussian NLL of a with the mean DETACHED, so it fits only σ to the data's spread around
+        the imitated mean (an RL actor starts exploring at the demonstrator's own noise, not at its initial σ)."""
+        arm = self._arm_dims if self.discrete_gripper else self._free_dims
+        bc = ((torch.tanh(mean[:, arm]) - a[:, arm]) ** 2).mean(-1)
+        if self.discrete_gripper:
+            target = (a[:, GRIPPER_INDEX] > 0).to(mean.dtype)
+            bc = bc + self.config.gripper_loss_weight * F.binary_cross_entropy_with_logits(
+                mean[:, GRIPPER_INDEX], target, reduction="none")
+        u = torch.atanh(a[:, arm].clamp(-1.0 + 1e-4, 1.0 - 1e-4))
+        sigma_nll = -tanh_gaussian_log_prob(u, mean[:, arm].detach(), log_std[:, arm])
+        return bc, sigma_nll
 
     def compute_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """Actor-only behaviour cloning on the RL encoder, as PTR's and SERL's BC baselines: a fixed-σ Gaussian on
@@ -465,7 +511,7 @@ class ActorCriticPolicy(Policy):
         o = self.prepare_obs(batch)
         mean, _ = self.actor_dist(o)
         a = self.to_policy_action(batch[ACTION_KEY])
-        arm = [d for d in range(a.shape[-1]) if not bool(self._passthrough[d])]
+        arm = [d for d in range(a.shape[-1]) if not bool(self._passthrough[d]) and d not in self._fixed_dims]
         mse = F.mse_loss(torch.tanh(mean[:, arm]), a[:, arm])
         loss, info = mse, {"bc_mse": float(mse.detach())}
         if a.shape[-1] > GRIPPER_INDEX and bool(self._passthrough[GRIPPER_INDEX]):

@@ -101,7 +101,7 @@ def test_text_encoders(tmp_path):
         make_text_encoder({"name": "hf_local", "path": str(tmp_path / "missing")})
 
 
-def _state_policy(noise: float = 0.0):
+def _state_policy(noise: float = 0.0, **extra):
     from robot_stack.policies.normalizer import Normalizer, ee_delta_bounds
     from robot_stack.types import ENV_STATE_KEY
 
@@ -111,7 +111,7 @@ def _state_policy(noise: float = 0.0):
     norm = Normalizer.fit(actions, rng.normal(size=(100, 14)), env_states=rng.normal(size=(100, 16)),
                           action_bounds=ee_delta_bounds(0.05, 0.25))
     cfg = {"arch": "none", "cameras": [], "use_state": True, "use_environment_state": True, "latent_dim": 16,
-           "actor_hidden_dims": [16], "critic_hidden_dims": [16], "low_dim_noise_std": noise}
+           "actor_hidden_dims": [16], "critic_hidden_dims": [16], "low_dim_noise_std": noise, **extra}
     torch.manual_seed(0)
     policy = make_policy("actor_critic", cfg, norm)
     obs = {"observation.state": rng.normal(size=14).astype(np.float32),
@@ -139,6 +139,35 @@ def test_state_mode_discrete_gripper_and_low_dim_noise():
     assert loss.shape == logp.shape == q.shape == (4,) and torch.isfinite(loss).all()
     loss.mean().backward()
     assert policy.actor_mean.weight.grad is not None
+
+
+def test_fixed_action_dims_are_never_moved_and_carry_no_probability():
+    """A reduced action space (roll, pitch held): every action the policy produces holds them at physical 0, data
+    actions reach the critic the same way, log π and the entropy target count only the free dims."""
+    from robot_stack.algos.base import make_algo
+
+    policy, obs = _state_policy(fixed_action_dims=[3, 4])
+    free, _ = _state_policy()
+    with torch.no_grad():                     # a mean far from 0 on every dim: fixing must be what holds them
+        policy.actor_mean.bias.fill_(2.0)
+    assert policy.select_action(obs)[3:5].tolist() == [0.0, 0.0]
+    samples = policy.sample_actions(obs, 32)
+    assert np.all(samples[:, 3:5] == 0.0) and np.all(np.abs(samples[:, [0, 1, 2, 5]]) > 0)
+    data = torch.tensor([[0.01, 0.02, -0.01, 0.1, -0.1, 0.05, 1.0]])
+    assert policy.to_policy_action(data)[0, 3:5].tolist() == [0.0, 0.0]
+    batch = {k: torch.as_tensor(v).unsqueeze(0).repeat(4, 1) for k, v in obs.items()}
+    o = policy.prepare_obs(batch)
+    mean, log_std = policy.actor_dist(o)
+    a, logp = policy.sample_from(mean, log_std, 3)
+    u = torch.atanh(a[:, 0, [0, 1, 2, 5]].clamp(-1 + 1e-6, 1 - 1e-6))
+    arm_only = tanh_gaussian_log_prob(u, mean[:, [0, 1, 2, 5]], log_std[:, [0, 1, 2, 5]])
+    g = a[:, 0, 6] > 0
+    gripper = torch.where(g, torch.nn.functional.logsigmoid(mean[:, 6]), torch.nn.functional.logsigmoid(-mean[:, 6]))
+    torch.testing.assert_close(logp[:, 0], arm_only + gripper, rtol=1e-4, atol=1e-3)
+    assert policy.free_action_dim == 5 and free.free_action_dim == 7
+    assert make_algo("rlpd", {"target_entropy_factor": 0.5}, policy).target_entropy == -2.5
+    with pytest.raises(ValueError, match="not the gripper"):
+        _state_policy(fixed_action_dims=[6])
 
 
 def test_state_mode_refuses_inconsistent_configs():
