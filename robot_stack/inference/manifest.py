@@ -6,6 +6,8 @@ Both topics carry std_msgs/String holding one JSON object:
                                              "policy_type": "bc_conv", "created_ns": 1700000000000000000}
     policy_active  (inference -> everyone)  the same fields + {"status": "ok" | "rejected", "reason": "..."}
 
+`path` is a checkpoint directory on the inference machine, or the http(s) URL of one that a learner on another
+machine serves (robot_stack/policies/remote.py: the inference node downloads it into its cache first).
 `sha256` is the hash of the checkpoint's manifest.json, which in turn holds the hash of every other file,
 so one value pins the whole checkpoint. Unknown extra fields are ignored so an older inference node keeps
 accepting messages from a newer learner. No torch import: the ROS adapters use this module directly.

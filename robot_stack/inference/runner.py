@@ -1,18 +1,22 @@
 """PolicyRunner: acts every control tick and swaps in new checkpoints between two ticks, never blocking one.
 
-    policy_update ─► request_load(update) ─► [loader thread] manifest sha256 == update.sha256?
+    policy_update ─► request_load(update) ─► [loader thread] path an http(s) URL? fetch_checkpoint into the cache
+                       ─► manifest sha256 == update.sha256?
                        ─► load_policy (file hashes, schema vs live robot, safetensors)
                        ─► first forward pass on a synthetic observation (finite, within action bounds)
                        ─► staged  ──or──►  "rejected" event (the active policy stays)
     control tick  ─► step(obs): staged? swap it in atomically ("activated" event)
                        ─► select_action(obs) ─► float32 (A,) physical action, or None (no policy / non-finite)
 
-Loading, hashing and the first forward pass run on the loader thread, so a tick only ever pays for one
-pointer swap.
+Downloading (a learner on another machine, robot_stack.policies.remote), loading, hashing and the first
+forward pass run on the loader thread, so a tick only ever pays for one pointer swap; a dead or slow
+learner server is a rejected update, never a late tick.
 
 Admission (checked in request_load, before anything is read; DESIGN §3 "Checkpoints"):
   - the checkpoint directory, and every file in it after resolving symlinks and `..`, lies under one of the
-    configured `checkpoint_roots` (a path outside them is refused, naming the path and the roots);
+    configured `checkpoint_roots` (a path outside them is refused, naming the path and the roots); an
+    http(s) URL instead lies under one of `checkpoint_urls` and is downloaded into `checkpoint_cache_dir`
+    (the policy_update's sha256 pins every downloaded byte);
   - its policy_type is the configured one (or, if none is configured, the active one's);
   - its version is above every version activated so far for that policy type: versions only move forward,
     and `rollback()` is the only way back.
@@ -51,6 +55,7 @@ from robot_stack.policies.checkpoint import (
     sha256_file,
 )
 from robot_stack.policies.gripper import GripperHold
+from robot_stack.policies.remote import fetch_checkpoint, is_remote, url_allowed
 
 if TYPE_CHECKING:
     from robot_stack.policies.base import Policy
@@ -110,13 +115,17 @@ class PolicyRunner:
     always passes the profile's roots.
     policy_type: the only policy type accepted; None pins the type of the first activated version.
     max_bad_actions: non-finite / out-of-limits actions in a row before the runner falls back (>= 1).
+    checkpoint_cache_dir: where checkpoints announced by URL are downloaded (None: URLs are refused).
+    checkpoint_urls: URL prefixes a policy_update URL must lie under (None: any http(s) URL; the inference
+    node always passes the configured list). fetch_timeout_s bounds one whole download.
     """
 
     def __init__(self, expected_schema: PolicySchema, device: str = "cpu",
                  on_event: Callable[[str, PolicyActive], None] | None = None,
                  action_limits: tuple[np.ndarray, np.ndarray] | None = None, loader: Loader = load_policy,
                  checkpoint_roots: Sequence[str | Path] | None = None, policy_type: str | None = None,
-                 max_bad_actions: int = 3):
+                 max_bad_actions: int = 3, checkpoint_cache_dir: str | Path | None = None,
+                 checkpoint_urls: Sequence[str] | None = None, fetch_timeout_s: float = 60.0):
         if int(max_bad_actions) < 1:
             raise ValueError(f"max_bad_actions must be >= 1, got {max_bad_actions}; 1 falls back on the first bad "
                              "action, 3 tolerates two isolated glitches")
@@ -125,6 +134,9 @@ class PolicyRunner:
         if self.checkpoint_roots is not None and not self.checkpoint_roots:
             raise ValueError("checkpoint_roots is empty, so every policy_update would be refused; name at least "
                              "one directory (inference.checkpoint_roots) or pass None to disable confinement")
+        self.checkpoint_cache_dir = None if checkpoint_cache_dir is None else Path(checkpoint_cache_dir)
+        self.checkpoint_urls = None if checkpoint_urls is None else tuple(str(u) for u in checkpoint_urls)
+        self.fetch_timeout_s = float(fetch_timeout_s)
         self.policy_type = policy_type or None
         self.max_bad_actions = int(max_bad_actions)
         self.expected_schema = expected_schema
@@ -390,6 +402,14 @@ class PolicyRunner:
         return self._confinement_problem(update.path)
 
     def _confinement_problem(self, path: str) -> str | None:
+        if is_remote(path):
+            if self.checkpoint_cache_dir is None:
+                return (f"path {path!r} is a URL but this runner has no checkpoint_cache_dir to download it into; "
+                        "set inference.checkpoint_cache_dir")
+            if self.checkpoint_urls is not None and not url_allowed(path, self.checkpoint_urls):
+                return (f"URL {path!r} is not under the allowed checkpoint URLs {list(self.checkpoint_urls)}; add "
+                        "the learner's server (http://HOST:PORT) to inference.checkpoint_urls")
+            return None
         if self.checkpoint_roots is None:
             return None
         if not os.path.isabs(path):
@@ -466,7 +486,12 @@ class PolicyRunner:
 
     def _load_and_check(self, update: PolicyUpdate) -> Policy:
         path = Path(update.path)
-        if self.checkpoint_roots is not None:
+        if is_remote(update.path):
+            # A directory this runner wrote into its own cache (no links, every hash checked against the
+            # announced manifest), so the roots confinement below is for filesystem paths only.
+            path = fetch_checkpoint(update.path, self.checkpoint_cache_dir, self.fetch_timeout_s,
+                                    expected_sha256=update.sha256)
+        elif self.checkpoint_roots is not None:
             # Resolve once and load from the resolved directory, so a symlink swapped after the admission
             # check cannot redirect the load; every file in it must resolve under the roots too (a symlinked
             # model.safetensors pointing elsewhere is refused).
