@@ -3,7 +3,8 @@
     camera/<cam>/image_raw ─┐
     joint_states + ee_pose ─┴► ObservationAssembler ─► new state s with frames after it?
                                                         └► PolicyRunner.step(obs) ─► action (stamp = s)
-    policy_update (latched) ─► PolicyRunner.request_load (background: hash, schema, first forward pass)
+    policy_update (latched) ─► PolicyRunner.request_load (background: download if the path is an http(s) URL
+                                 of a learner on another machine, hash, schema, first forward pass)
                                  └► swapped in at the start of the next tick ─► policy_active (latched)
 
 One tick per new state (the arm publishes state once per control step). A state the policy could not
@@ -211,7 +212,12 @@ def build(cfg):
     runner = PolicyRunner(schema, on_event=lambda k, p: node_ref[0].on_runner_event(k, p), action_limits=limits,
                           checkpoint_roots=[os.path.abspath(r) for r in roots],
                           policy_type=str(inf.get("policy_type") or "") or None,
-                          max_bad_actions=int(inf.get("max_bad_actions", 3)))
+                          max_bad_actions=int(inf.get("max_bad_actions", 3)),
+                          # A learner on another machine announces URLs: downloaded here, only from these servers.
+                          checkpoint_cache_dir=os.path.abspath(str(inf.get("checkpoint_cache_dir")
+                                                                   or os.path.join(str(cfg.data_dir), "checkpoint_cache"))),
+                          checkpoint_urls=[str(u) for u in (inf.get("checkpoint_urls") or [])],
+                          fetch_timeout_s=float(inf.get("checkpoint_fetch_timeout_s", 60.0)))
     node = InferenceNode(runner, assembler, cams, ACTION_SPACES[str(rig.action_space)], str(rig.namespace),
                          enabled=bool(cfg.inference.enabled_at_start))
     node_ref.append(node)
@@ -219,7 +225,7 @@ def build(cfg):
         path = latest_checkpoint(str(cfg.inference.policy)) or str(cfg.inference.policy)
         runner.request_load(make_update(path))
     node.get_logger().info(f"inference node up: cameras={list(cams)}, checkpoint roots {runner.checkpoint_roots}, "
-                           "waiting for policy_update")
+                           f"checkpoint URLs {list(runner.checkpoint_urls)}, waiting for policy_update")
     return [node]
 
 

@@ -6,7 +6,15 @@ If the learner thread dies (store error after a compaction, disk full on save, O
 supervisor sees a dead learner instead of a live process training nothing (review D1). The arm does not need
 the learner to be safe: a profile can mark it `required: false` so its death does not stop the rig.
 
+With `checkpoint_server.listen=HOST:PORT` the learner may run on another machine than the inference node
+(a GPU workstation beside the robot computer, no shared filesystem):
+
+    save_checkpoint ─► checkpoints/v0003 ─► CheckpointServer(checkpoints) serves GET /v0003/<file> (read-only)
+    announce ─► policy_update {"path": "http://<url>/v0003", "sha256": ...} ─► the inference node downloads,
+                                                                              verifies every hash, loads
+
 Usage: python -m robot_stack.ros.learner_node store=... checkpoints=... [learner.* overrides]
+       [checkpoint_server.listen=0.0.0.0:8770 checkpoint_server.url=http://gpu-ws:8770]
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ _EXIT_AFTER_TICKS = 1
 
 
 class LearnerNode(Node):
-    def __init__(self, service_factory, namespace: str):
+    def __init__(self, service_factory, namespace: str, checkpoint_server=None):
         super().__init__("learner", namespace=namespace)
+        # Set before the service starts: a resuming learner announces its latest checkpoint right away.
+        self.checkpoint_server = checkpoint_server
         self.pub_update = self.create_publisher(String, "policy_update", LATCHED)
         self.pub_status = self.create_publisher(String, "learner/status", STATUS)
         self.service = service_factory(self._announce, self._progress)
@@ -56,6 +66,9 @@ class LearnerNode(Node):
 
     def _announce(self, update) -> None:
         # Called from the learner thread; rclpy publishers may be used from any thread.
+        if self.checkpoint_server is not None:
+            # The robot cannot read our disk: announce where our server serves it (same sha256, same version).
+            update = self.checkpoint_server.announce(update)
         self.pub_update.publish(String(data=update.to_json()))
         self.get_logger().info(f"announced checkpoint v{update.version}: {update.path}")
 
@@ -66,12 +79,15 @@ class LearnerNode(Node):
     def close(self) -> None:
         self.service.stop()
         self.service.join(timeout_s=10.0)
+        if self.checkpoint_server is not None:
+            self.checkpoint_server.close()
 
 
 def build(cfg):
     import torch
 
     from robot_stack.learn.services import service_builder
+    from robot_stack.policies.remote import server_from_config
 
     # The learner shares 2 CPU cores with the sim, recorder and inference node: one thread keeps the
     # control loop on time. On a GPU box, raise it with learner.torch_threads.
@@ -82,8 +98,10 @@ def build(cfg):
     def factory(announce, progress):
         return builder(cfg, announce, progress)
 
-    node = LearnerNode(factory, namespace=str(cfg.rig.namespace))
-    node.get_logger().info(f"learner up: {cfg.learner.algo} on {cfg.store} -> {cfg.checkpoints} "
+    server = server_from_config(cfg.get("checkpoint_server"), cfg.checkpoints)
+    node = LearnerNode(factory, namespace=str(cfg.rig.namespace), checkpoint_server=server)
+    served = f", served at {server.url}" if server is not None else ""
+    node.get_logger().info(f"learner up: {cfg.learner.algo} on {cfg.store} -> {cfg.checkpoints}{served} "
                            f"(starts at {cfg.learner.min_episodes} eligible episodes)")
     return [node]
 
