@@ -246,6 +246,10 @@ VARIANTS = {
     "bcq": {"bc_steps": 2000, "bc_weight": 1.0},
     # ... and the online BC term unfiltered (TD3+BC's form: the actor stays anchored to the successful data).
     "bcw": {"bc_steps": 2000, "bc_weight": 1.0, "bc_q_filter": False},
+    "bcw100": {"bc_steps": 2000, "bc_weight": 100.0, "bc_q_filter": False},
+    # ... with the target's min over all 10 heads instead of a random 2 (pessimistic backup against the
+    # overestimation measured after the first online round: Q(s, a_data) −17.9 → −3.7 while success fell to 0).
+    "bcwmin": {"bc_steps": 2000, "bc_weight": 1.0, "bc_q_filter": False, "critic_subsample": 0},
 }
 
 
