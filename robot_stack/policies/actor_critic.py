@@ -128,35 +128,76 @@ def _mlp(dims: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class CriticHead(nn.Module):
-    """One Q head with action-sep + pixel-sep inputs. z (B, L), cond (B, D) or None, a (B, N, A) -> Q (B, N)."""
+class CriticHeads(nn.Module):
+    """The critic's `num_qs` Q heads, evaluated as one batched network: z (B, L), cond (B, D) or None, a (B, N, A)
+    -> Q (E, B, N). Each head has action-sep + pixel-sep inputs (module docstring).
 
-    def __init__(self, latent_dim: int, cond_dim: int, action_dim: int, hidden: tuple[int, ...], final_scale: float,
-                 layer_norm: bool = False):
+    Head i's layer l is the slice `weight_l[i]` (in, out) of one stacked tensor, so an E-head ensemble costs one
+    matmul per layer instead of E: RLPD's 10-head critic spent ~200 ms per update in a Python loop over heads on
+    this CPU (benchmarks/results/learner.md). The input [a, z] re-fed at every layer is shared by all heads, so its
+    product is computed once and broadcast. Initialisation per head and layer as before (orthogonal, gain √2; the
+    output layer's gain `final_scale`); LayerNorm has a per-head affine. A state dict from the per-head layout
+    (heads.{i}.layers.{l}.weight ...) still loads: `_load_from_state_dict` stacks it.
+    """
+
+    def __init__(self, num_heads: int, latent_dim: int, cond_dim: int, action_dim: int, hidden: tuple[int, ...],
+                 final_scale: float, layer_norm: bool = False):
         super().__init__()
-        self.layers = nn.ModuleList()
-        self.norms = nn.ModuleList() if layer_norm else None
+        self.num_heads, self.layer_norm = num_heads, layer_norm
+        self.hidden = tuple(int(h) for h in hidden)
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        self.norm_weights, self.norm_biases = nn.ParameterList(), nn.ParameterList()
         in_dim = cond_dim + action_dim + latent_dim
-        for h in hidden:
-            lin = nn.Linear(in_dim, h)
-            nn.init.orthogonal_(lin.weight, gain=math.sqrt(2.0))
-            nn.init.zeros_(lin.bias)
-            self.layers.append(lin)
-            if self.norms is not None:
-                self.norms.append(nn.LayerNorm(h))
-            in_dim = h + action_dim + latent_dim
-        self.out = nn.Linear(hidden[-1] if hidden else in_dim, 1)
-        nn.init.orthogonal_(self.out.weight, gain=final_scale)
-        nn.init.zeros_(self.out.bias)
+        for l, h in enumerate((*self.hidden, 1)):
+            is_out = l == len(self.hidden)
+            w = torch.empty(num_heads, in_dim, h)
+            for i in range(num_heads):    # as nn.Linear(in, h) per head (weight (h, in)), orthogonal
+                nn.init.orthogonal_(w[i].T, gain=final_scale if is_out else math.sqrt(2.0))
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(num_heads, 1, h)))
+            if layer_norm and not is_out:
+                self.norm_weights.append(nn.Parameter(torch.ones(num_heads, 1, h)))
+                self.norm_biases.append(nn.Parameter(torch.zeros(num_heads, 1, h)))
+            in_dim = h + (0 if l == len(self.hidden) - 1 else action_dim + latent_dim)   # the output reads h only
+
+    def __len__(self) -> int:
+        return self.num_heads
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor | None, a: torch.Tensor) -> torch.Tensor:
-        n = a.shape[1]
+        B, n = a.shape[:2]
         zz = z.unsqueeze(1).expand(-1, n, -1)
-        x = torch.cat([*(() if cond is None else (cond.unsqueeze(1).expand(-1, n, -1),)), a, zz], dim=-1)
-        for i, lin in enumerate(self.layers):
-            x = lin(x if i == 0 else torch.cat([x, a, zz], dim=-1))
-            x = F.relu(self.norms[i](x) if self.norms is not None else x)
-        return self.out(x).squeeze(-1)
+        shared = torch.cat([a, zz], dim=-1).reshape(1, B * n, -1)              # re-fed at every layer
+        x0 = shared if cond is None else torch.cat([cond.unsqueeze(1).expand(-1, n, -1).reshape(1, B * n, -1),
+                                                    shared], dim=-1)
+        x = torch.matmul(x0, self.weights[0]) + self.biases[0]                 # (E, B·n, h0)
+        for l in range(len(self.hidden)):
+            if self.layer_norm:
+                x = F.layer_norm(x, x.shape[-1:]) * self.norm_weights[l] + self.norm_biases[l]
+            x = F.relu(x)
+            w, b = self.weights[l + 1], self.biases[l + 1]
+            if l == len(self.hidden) - 1:                                       # output layer: Q from h_L
+                x = torch.baddbmm(b, x, w)
+            else:
+                x = torch.baddbmm(b, x, w[:, :x.shape[-1]]) + torch.matmul(shared, w[:, x.shape[-1]:])
+        return x.reshape(self.num_heads, B, n)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Accept the per-head layout of checkpoints written before the heads were stacked."""
+        old = f"{prefix}0.out.weight"
+        if old in state_dict:
+            L = len(self.hidden)
+            for l in range(L + 1):
+                src = (lambda i: f"{prefix}{i}.layers.{l}") if l < L else (lambda i: f"{prefix}{i}.out")
+                state_dict[f"{prefix}weights.{l}"] = torch.stack(
+                    [state_dict.pop(f"{src(i)}.weight").T for i in range(self.num_heads)])
+                state_dict[f"{prefix}biases.{l}"] = torch.stack(
+                    [state_dict.pop(f"{src(i)}.bias") for i in range(self.num_heads)]).unsqueeze(1)
+                if l < L and self.layer_norm:
+                    for kind, dst in (("weight", "norm_weights"), ("bias", "norm_biases")):
+                        state_dict[f"{prefix}{dst}.{l}"] = torch.stack(
+                            [state_dict.pop(f"{prefix}{i}.norms.{l}.{kind}") for i in range(self.num_heads)]
+                        ).unsqueeze(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class LowDimEncoder(nn.Module):
@@ -205,16 +246,15 @@ class Critic(nn.Module):
         self.cfg = cfg
         self.encoder = make_encoder(cfg, low_dim, cond if (cfg.film and cfg.conditioning == "language") else 0)
         z_dim = cfg.latent_dim + (0 if cfg.state_mode else low_dim)
-        self.heads = nn.ModuleList([CriticHead(z_dim, cond, action_dim, cfg.critic_hidden_dims,
-                                               cfg.critic_final_init_scale, cfg.critic_layer_norm)
-                                    for _ in range(cfg.num_qs)])
+        self.heads = CriticHeads(cfg.num_qs, z_dim, cond, action_dim, cfg.critic_hidden_dims,
+                                 cfg.critic_final_init_scale, cfg.critic_layer_norm)
 
     def latent(self, o: dict[str, Any], film: torch.Tensor | None) -> torch.Tensor:
         """Prepared obs -> (B, Z) critic latent."""
         return encode(self.cfg, self.encoder, o, film)
 
     def heads_q(self, z: torch.Tensor, cond: torch.Tensor | None, actions: torch.Tensor) -> torch.Tensor:
-        return torch.stack([h(z, cond, actions) for h in self.heads])
+        return self.heads(z, cond, actions)
 
 
 def tanh_gaussian_log_prob(pre_tanh: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from robot_stack.policies.actor_critic import tanh_gaussian_log_prob
+from robot_stack.policies.actor_critic import CriticHeads, tanh_gaussian_log_prob
 from robot_stack.policies.base import make_policy
 from robot_stack.policies.checkpoint import load_policy, save_checkpoint
 from robot_stack.policies.encoders import EncoderSpec, FiLM, ImageEncoder, SpatialLearnedEmbeddings
@@ -34,6 +34,60 @@ def test_encoder_batch_one_and_film_identity_at_init():
     with torch.no_grad():
         film.proj.bias.copy_(torch.tensor([1.0, 0.5]))            # γ = 1, β = 0.5: x·2 + 0.5
     assert film(torch.ones(1, 1, 1, 1), torch.zeros(1, 2)).item() == pytest.approx(2.5)
+
+
+def _per_head_reference(num_heads, latent, cond, act, hidden):
+    """The critic written head by head with nn.Linear/LayerNorm (the layout checkpoints had before the heads were
+    stacked): h_0 = ReLU(LN(W_0 [cond, a, z])), h_l = ReLU(LN(W_l [h_{l-1}, a, z])), Q = W_out h_L."""
+    heads = torch.nn.ModuleList()
+    for _ in range(num_heads):
+        head, dims = torch.nn.Module(), [cond + act + latent] + [h + act + latent for h in hidden]
+        head.layers = torch.nn.ModuleList(torch.nn.Linear(i, h) for i, h in zip(dims, hidden, strict=False))
+        head.norms = torch.nn.ModuleList(torch.nn.LayerNorm(h) for h in hidden)
+        head.out = torch.nn.Linear(hidden[-1] if hidden else dims[0], 1)
+        for p in head.parameters():
+            torch.nn.init.normal_(p)            # LayerNorm affine and biases non-trivial too
+        heads.append(head)
+
+    def q(z, c, a):
+        n = a.shape[1]
+        zz, cc = z.unsqueeze(1).expand(-1, n, -1), c.unsqueeze(1).expand(-1, n, -1)
+        out = []
+        for head in heads:
+            x = torch.cat([cc, a, zz], -1)
+            for i, (lin, ln) in enumerate(zip(head.layers, head.norms, strict=True)):
+                x = torch.relu(ln(lin(x if i == 0 else torch.cat([x, a, zz], -1))))
+            out.append(head.out(x).squeeze(-1))
+        return torch.stack(out)
+    return heads, q
+
+
+@pytest.mark.parametrize("hidden", [(16, 8), (8,), ()])
+def test_stacked_critic_heads_equal_the_per_head_network_and_load_its_checkpoints(hidden):
+    torch.manual_seed(0)
+    heads, reference = _per_head_reference(5, 6, 3, 4, hidden)
+    holder = torch.nn.Module()
+    holder.heads = CriticHeads(5, 6, 3, 4, hidden, final_scale=1e-2, layer_norm=True)
+    holder.load_state_dict({f"heads.{k}": v for k, v in heads.state_dict().items()})   # old layout -> stacked
+    z, c, a = torch.randn(7, 6), torch.randn(7, 3), torch.randn(7, 2, 4)
+    q = holder.heads(z, c, a)
+    assert q.shape == (5, 7, 2) and len(holder.heads) == 5
+    torch.testing.assert_close(q, reference(z, c, a), rtol=1e-5, atol=1e-5)
+    # Heads are independent: a gradient through head 2 only reaches head 2's slice of every stacked weight.
+    q[2].sum().backward()
+    for w in holder.heads.weights:
+        assert w.grad[2].abs().sum() > 0 and w.grad[[0, 1, 3, 4]].abs().sum() == 0
+
+
+def test_stacked_critic_heads_init_orthogonal_per_head_and_small_output():
+    torch.manual_seed(0)
+    m = CriticHeads(3, 6, 0, 4, (16, 16), final_scale=1e-2, layer_norm=False)
+    for i in range(3):
+        w = m.weights[0][i]                           # (in 10, out 16): rows orthogonal with gain sqrt(2)
+        torch.testing.assert_close(w @ w.T, 2.0 * torch.eye(10), atol=1e-5, rtol=0)
+    assert not torch.allclose(m.weights[0][0], m.weights[0][1])        # heads initialised independently
+    assert m.weights[-1].abs().max() <= 1e-2 + 1e-6
+    assert m(torch.randn(2, 6), None, torch.randn(2, 3, 4)).shape == (3, 2, 3)
 
 
 def test_tanh_gaussian_log_prob_matches_change_of_variables():
