@@ -148,8 +148,8 @@ class CriticHeads(nn.Module):
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
         self.norm_weights, self.norm_biases = nn.ParameterList(), nn.ParameterList()
         in_dim = cond_dim + action_dim + latent_dim
-        for l, h in enumerate((*self.hidden, 1)):
-            is_out = l == len(self.hidden)
+        for layer, h in enumerate((*self.hidden, 1)):
+            is_out = layer == len(self.hidden)
             w = torch.empty(num_heads, in_dim, h)
             for i in range(num_heads):    # as nn.Linear(in, h) per head (weight (h, in)), orthogonal
                 nn.init.orthogonal_(w[i].T, gain=final_scale if is_out else math.sqrt(2.0))
@@ -158,7 +158,7 @@ class CriticHeads(nn.Module):
             if layer_norm and not is_out:
                 self.norm_weights.append(nn.Parameter(torch.ones(num_heads, 1, h)))
                 self.norm_biases.append(nn.Parameter(torch.zeros(num_heads, 1, h)))
-            in_dim = h + (0 if l == len(self.hidden) - 1 else action_dim + latent_dim)   # the output reads h only
+            in_dim = h + (0 if layer == len(self.hidden) - 1 else action_dim + latent_dim)   # the output reads h only
 
     def __len__(self) -> int:
         return self.num_heads
@@ -170,12 +170,12 @@ class CriticHeads(nn.Module):
         x0 = shared if cond is None else torch.cat([cond.unsqueeze(1).expand(-1, n, -1).reshape(1, B * n, -1),
                                                     shared], dim=-1)
         x = torch.matmul(x0, self.weights[0]) + self.biases[0]                 # (E, B·n, h0)
-        for l in range(len(self.hidden)):
+        for layer in range(len(self.hidden)):
             if self.layer_norm:
-                x = F.layer_norm(x, x.shape[-1:]) * self.norm_weights[l] + self.norm_biases[l]
+                x = F.layer_norm(x, x.shape[-1:]) * self.norm_weights[layer] + self.norm_biases[layer]
             x = F.relu(x)
-            w, b = self.weights[l + 1], self.biases[l + 1]
-            if l == len(self.hidden) - 1:                                       # output layer: Q from h_L
+            w, b = self.weights[layer + 1], self.biases[layer + 1]
+            if layer == len(self.hidden) - 1:                                       # output layer: Q from h_L
                 x = torch.baddbmm(b, x, w)
             else:
                 x = torch.baddbmm(b, x, w[:, :x.shape[-1]]) + torch.matmul(shared, w[:, x.shape[-1]:])
@@ -186,16 +186,14 @@ class CriticHeads(nn.Module):
         old = f"{prefix}0.out.weight"
         if old in state_dict:
             L = len(self.hidden)
-            for l in range(L + 1):
-                src = (lambda i: f"{prefix}{i}.layers.{l}") if l < L else (lambda i: f"{prefix}{i}.out")
-                state_dict[f"{prefix}weights.{l}"] = torch.stack(
-                    [state_dict.pop(f"{src(i)}.weight").T for i in range(self.num_heads)])
-                state_dict[f"{prefix}biases.{l}"] = torch.stack(
-                    [state_dict.pop(f"{src(i)}.bias") for i in range(self.num_heads)]).unsqueeze(1)
-                if l < L and self.layer_norm:
+            for layer in range(L + 1):
+                src = [f"{prefix}{i}.layers.{layer}" if layer < L else f"{prefix}{i}.out" for i in range(self.num_heads)]
+                state_dict[f"{prefix}weights.{layer}"] = torch.stack([state_dict.pop(f"{k}.weight").T for k in src])
+                state_dict[f"{prefix}biases.{layer}"] = torch.stack([state_dict.pop(f"{k}.bias") for k in src]).unsqueeze(1)
+                if layer < L and self.layer_norm:
                     for kind, dst in (("weight", "norm_weights"), ("bias", "norm_biases")):
-                        state_dict[f"{prefix}{dst}.{l}"] = torch.stack(
-                            [state_dict.pop(f"{prefix}{i}.norms.{l}.{kind}") for i in range(self.num_heads)]
+                        state_dict[f"{prefix}{dst}.{layer}"] = torch.stack(
+                            [state_dict.pop(f"{prefix}{i}.norms.{layer}.{kind}") for i in range(self.num_heads)]
                         ).unsqueeze(1)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
