@@ -139,7 +139,14 @@ def load_optimizer_state(optimizers: dict[str, torch.optim.Optimizer], tensors: 
                 state.setdefault(int(pid), {})[k] = t
         for pid, sc in meta[name]["scalars"].items():
             state.setdefault(int(pid), {}).update(sc)
+        configured = [g["lr"] for g in opt.param_groups]
         opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+        # The moments resume; the learning rate is the configuration's. torch's load_state_dict would restore the
+        # saved lr, so a run resumed with another actor_lr/critic_lr silently kept the old one.
+        for g, lr in zip(opt.param_groups, configured, strict=True):
+            if g["lr"] != lr:
+                log.info("optimiser %s: learning rate %g from the config (the checkpoint had %g)", name, lr, g["lr"])
+                g["lr"] = lr
     torch.set_rng_state(tensors["rng/torch_cpu"])
     if "rng/torch_cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng/torch_cuda"])

@@ -91,6 +91,21 @@ def test_resume_is_exact(rl_store, tmp_path):
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
 
 
+def test_resume_takes_the_configured_learning_rate(rl_store, tmp_path):
+    """Moments and step resume from the checkpoint, the learning rate from the config: a run resumed with a new
+    actor_lr must use it (torch's load_state_dict alone would silently restore the saved one)."""
+    path, _ = rl_store(5)
+    RLLearnerService(path, tmp_path / "c", _cfg("calql", tmp_path, offline_steps=3)).run()
+    resumed = RLLearnerService(path, tmp_path / "c", _cfg("calql", tmp_path, offline_steps=6,
+                                                          algo_config={"actor_lr": 1e-5}))
+    resumed.run()
+    assert resumed.step == 6
+    opt = resumed.algo.optimizers()
+    assert [g["lr"] for g in opt["actor"].param_groups] == [1e-5]
+    assert opt["critic"].param_groups[0]["lr"] == resumed.algo_cfg.critic_lr
+    assert len(opt["actor"].state) > 0                                    # the Adam moments did resume
+
+
 def test_online_finetuning_tails_the_store(rl_store, tmp_path):
     path, store = rl_store(4)
     cfg = _cfg("calql", tmp_path, offline_steps=3, online=True, online_steps=8, utd_ratio=1.0,
