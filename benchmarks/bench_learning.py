@@ -10,7 +10,8 @@
           offline updates ─► validity gate (Cal-QL's bound active on ≥ 20 % of policy actions, else VOID)
           ─► online rounds (robot_stack.learn.online: the live policy explores with a held gripper, its episodes
              land in the store as source "policy", the learner trains UTD 1 on 50/50 batches) ─► learning curve
-      (c) RLPD from 20 demos online (rlpd_state.yaml: no offline updates, 50/50, UTD 4, 10-head LN ensemble)
+      (c) RLPD from 20 demos online (rlpd_state.yaml: no offline updates, 50/50, UTD 4, 10-head LN ensemble),
+          and AWAC on the same critic (awac_state.yaml: 2000 offline updates of its weighted-BC actor, then online)
     Tier 2  pixels online: not part of this script's default run (see learning.md for why).
 
 Every cell (tier, method, seed) runs in its own process (1 torch thread; `--jobs` of them at once) and writes
@@ -42,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 EVAL_SEED = 1_000_000
 TIER1A_TASK, TIER1B_TASK = "put_block_in_bowl", "put_cube_in_bowl"
-METHODS = {"0": ["bc_conv"], "1s": ["bc"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql", "bc"], "1c": ["rlpd"]}
+METHODS = {"0": ["bc_conv"], "1s": ["bc"], "1a": ["ptr", "bc", "cql"], "1b": ["calql", "cql", "bc"], "1c": ["rlpd", "awac", "bc"]}
 
 
 def log(msg: str) -> None:
@@ -88,12 +89,12 @@ def learner_cfg(name: str, sim_task: str, S: dict, seed: int, **overrides):
         c = compose("robot_stack", overrides=[f"learner={name}", f"task={sim_task}", "data_dir=/tmp"])
     d = OmegaConf.to_container(c.learner, resolve=True)
     d.pop("torch_threads", None)
-    d.update(batch_size=S["rlpd_batch"] if d["algo"] == "rlpd" else S["batch"], tensorboard_dir=None, val_every_episode=0, val_every_steps=0,
+    d.update(batch_size=S["rlpd_batch"] if d["algo"] in ("rlpd", "awac") else S["batch"], tensorboard_dir=None, val_every_episode=0, val_every_steps=0,
              log_every_steps=500, min_episodes=1, checkpoint_every_steps=100_000, sources=["sim"], seed=seed,
              poll_interval_s=0.1)
     if d["policy_type"] == "actor_critic":
         d["policy_config"] = {**d["policy_config"], **STATE_POLICY,
-                              **({"num_qs": 10, "critic_layer_norm": True} if d["algo"] == "rlpd" else {})}
+                              **({"num_qs": 10, "critic_layer_norm": True} if d["algo"] in ("rlpd", "awac") else {})}
     d.update(overrides)
     return RLLearnerConfig.from_dict(d)
 
@@ -250,6 +251,13 @@ VARIANTS = {
     # ... with the target's min over all 10 heads instead of a random 2 (pessimistic backup against the
     # overestimation measured after the first online round: Q(s, a_data) −17.9 → −3.7 while success fell to 0).
     "bcwmin": {"bc_steps": 2000, "bc_weight": 1.0, "bc_q_filter": False, "critic_subsample": 0},
+    # AWAC's temperature: λ 1 (CORL) leaves the weights nearly uniform on rewards of −1 per step (advantages of a
+    # few tenths), i.e. close to BC of everything in the buffer, the policy's own failed attempts included.
+    "l03": {"awac_lambda": 0.3},
+    "l01": {"awac_lambda": 0.1},
+    # AWAC whose actor gives failed episodes' transitions weight 0 (the critic still learns from them): tests
+    # whether the dip after the first online round is the actor imitating its own failed attempts.
+    "sonly": {"imitate_failures": False},
 }
 
 
@@ -279,13 +287,22 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
         rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
     else:
         # "rlpd+bci": a demonstration-guided variant (VARIANTS; its bc_steps become offline updates).
+        # "awac": the same cell with awac_state.yaml (RLPD's critic, advantage-weighted actor, offline phase first).
         name, _, steps = method.partition("@")
-        _, _, variant = name.partition("+")
+        algo, _, variant = name.partition("+")
         data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
-        cfg = learner_cfg("rlpd_state", task, S, seed)
+        if algo == "bc":   # the baseline online RL must beat: bc_actor on the same 20 demos
+            data["gen_s"] = time.perf_counter() - t0
+            cfg = learner_cfg("bc_actor", task, S, seed, offline_steps=int(steps or S["t1s_steps"]))
+            svc, train_s = offline(cfg, store, work, f"1c bc s{seed}")
+            return {"task": task, "data": data, "updates": svc.step, "train_s": train_s,
+                    "after": success_in_state_sim(svc.policy, task, S["eval_episodes"]),
+                    "offline_diagnostics": diagnostics(svc)}
+        cfg = learner_cfg(f"{algo}_state", task, S, seed)
         if variant:
             cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
-            cfg.offline_steps = int(cfg.algo_config.get("bc_steps", 0))
+            if "bc_steps" in VARIANTS[variant]:
+                cfg.offline_steps = int(cfg.algo_config["bc_steps"])
         rounds, per_round, every = S["t1c_rounds"], S["t1c_episodes_per_round"], S["t1c_eval_every_rounds"]
     data["gen_s"] = time.perf_counter() - t0
     tag = f"{tier} {method} s{seed}"
@@ -383,9 +400,9 @@ def plot(cells: list[dict], path: Path) -> bool:
     if not online:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    colors = {"calql": "C0", "cql": "C1", "rlpd": "C2"}
+    colors = {"calql": "C0", "cql": "C1", "rlpd": "C2", "awac": "C4"}
     for ax, tier, title in ((axes[0], "1b", "Tier 1b: offline → online (mixed data)"),
-                            (axes[1], "1c", "Tier 1c: RLPD from 20 demos")):
+                            (axes[1], "1c", "Tier 1c: online from 20 demos")):
         # The current recipes only (variants such as calql@5000 or [env-only] are in the tables): each seed thin,
         # the mean over seeds thick.
         rows = [c for c in online if c["tier"] == tier and not any(ch in c["method"] for ch in "@[+")]
@@ -511,10 +528,13 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
                      f"(mean over seeds).")
         L.append("")
     if by["1c"]:
-        L += ["## Tier 1c — RLPD from 20 demos, online (state mode)", "",
+        L += ["## Tier 1c — RLPD and AWAC from 20 demos, online (state mode)", "",
               f"rlpd_state.yaml: {S['t1c_demos']} scripted demos as the prior half of every batch, no offline "
               f"updates, {S['t1c_rounds']} rounds of {S['t1c_episodes_per_round']} online episodes, one RLPD update "
-              "(4 critic minibatches + 1 actor step) per new transition. Goal ≥ 80 %.", ""]
+              "(4 critic minibatches + 1 actor step) per new transition. awac_state.yaml: the same critic, data and "
+              "rounds with AWAC's advantage-weighted actor, after 2000 offline updates of the same loss on the demos "
+              "(the curve's first point). bc: bc_actor on the same 20 demos, no online data (the baseline). "
+              "Goal ≥ 80 %.", ""]
         L += table(by["1c"], [*head,
                               lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
                               lambda r: ", ".join(str(x) for x in r.get("collected_successes", [])),
@@ -522,7 +542,13 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
                               lambda r: str(r.get("updates", "–")), lambda r: fmt(r["wall_s"], 0)],
                    ["method", "seed", "after online", "curve", "exploring successes per round", "α", "updates",
                     "wall (s)"])
-        L += ["", f"Mean success after online: {fmt(mean_rate(by['1c']))}.", ""]
+        L.append("")
+        for m in dict.fromkeys(r["method"] for r in by["1c"]):
+            rows = [r for r in by["1c"] if r["method"] == m]
+            starts = [r["curve"][0]["success_rate"] for r in rows if r.get("status") == "ok" and r.get("curve")]
+            start = f"at the start of online {fmt(float(np.mean(starts)))}, " if starts else ""
+            L.append(f"- {m}: {start}final {fmt(mean_rate(rows))} (mean over {len(rows)} seeds).")
+        L.append("")
     if errors:
         L += ["## Cells that failed", ""] + [f"- {c['tier']}:{c['method']}:{c['seed']}: `{c['error']}`"
                                              for c in errors] + [""]

@@ -22,7 +22,8 @@ from robot_stack.policies.base import Policy, dataclass_from_dict
 from robot_stack.registry import Registry
 
 ALGOS: Registry[type[Algorithm]] = Registry("algorithm")
-_BUILTIN_ALGO_MODULES = ("robot_stack.algos.cql", "robot_stack.algos.bc", "robot_stack.algos.rlpd")
+_BUILTIN_ALGO_MODULES = ("robot_stack.algos.cql", "robot_stack.algos.bc", "robot_stack.algos.rlpd",
+                         "robot_stack.algos.awac")
 
 
 @dataclasses.dataclass

@@ -45,6 +45,7 @@ def _check_runner(store, update):
     ("calql", {}),
     ("cql", {"target_task": TASK_B, "target_switch_step": 3}),   # the PTR recipe: 100 % prior, then 90/10
     ("bc_actor", {}),
+    ("awac", {"algo_config": {"utd": 2}}),
 ])
 def test_algorithm_end_to_end(rl_store, tmp_path, algo, extra):
     path, store = rl_store(6)
@@ -55,9 +56,13 @@ def test_algorithm_end_to_end(rl_store, tmp_path, algo, extra):
     assert all(math.isfinite(v) for m in service.metrics_history for v in m.values())
     assert len(service.metrics_history) == 6 and [p["step"] for p in progress] == [3.0, 6.0]
     assert progress[0]["perf/samples_per_s"] == pytest.approx(8 * progress[0]["perf/steps_per_s"])
-    if algo != "bc_actor":
+    if algo in ("cql", "calql"):
         for key in ("critic/cql_diff", "critic/td_loss", "critic/q_data", "actor/entropy", "actor/alpha"):
             assert key in service.metrics_history[-1]
+    if algo == "awac":
+        for key in ("critic/q_data", "critic/q_ensemble_std", "actor/advantage", "actor/weight_max", "actor/bc"):
+            assert key in service.metrics_history[-1]
+    if algo != "bc_actor":
         assert any("eval/val_q_data" in v and "eval/train_q_data" in v for v in service.val_history)
     if algo == "calql":
         assert 0.0 <= service.metrics_history[-1]["critic/bound_rate"] <= 1.0
