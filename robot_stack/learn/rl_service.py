@@ -152,6 +152,16 @@ def load_optimizer_state(optimizers: dict[str, torch.optim.Optimizer], tensors: 
         torch.cuda.set_rng_state(tensors["rng/torch_cuda"])
 
 
+def shuffle_batch(batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """The rows of a concatenated batch in random order. Sources are drawn pool by pool (offline then online,
+    prior then target), and RLPD/AWAC split the batch into `utd` consecutive minibatches and step the actor on the
+    last one: unshuffled, the critic alternated between pure-offline and pure-online minibatches and the actor saw
+    online data only (its demo BC term nothing at all) once online data existed."""
+    n = len(next(iter(batch.values())))
+    perm = torch.from_numpy(rng.permutation(n))
+    return {k: v[perm] for k, v in batch.items()}
+
+
 class _Progress:
     """Progress line (steps/s, samples/s, key metrics) + every metric to tensorboard + the on_progress callback."""
 
@@ -351,8 +361,8 @@ class RLLearnerService(BackgroundService):
             online = self.online_pool.sample(cfg.batch_size - len(offline[ACTION_KEY]), rng) \
                 if len(offline[ACTION_KEY]) < cfg.batch_size else {}
             from robot_stack.learn.rl_dataset import concat_batches
-            return concat_batches([offline, online])
-        return self._offline_batch(step, cfg.batch_size, rng)
+            return shuffle_batch(concat_batches([offline, online]), rng)
+        return shuffle_batch(self._offline_batch(step, cfg.batch_size, rng), rng)
 
     def _offline_batch(self, step: int, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         if n <= 0:

@@ -176,3 +176,32 @@ def test_cql_bc_warm_start_phase_then_rl(rl_store, tmp_path):
     assert [m["actor/bc_phase"] for m in control] == [0.0] * 40
     assert len({m["actor/alpha"] for m in history}) == 1 and control[-1]["actor/alpha"] != control[0]["actor/alpha"]
     assert bc_warm < bc_rl - 0.01, (bc_warm, bc_rl)   # measured 0.700 vs 0.721 (seed 0; random labels bound it)
+
+
+def test_online_batches_mix_sources_in_every_minibatch(tmp_path):
+    """RLPD/AWAC split each batch into `utd` consecutive minibatches and step the actor on the last one, so the
+    service must shuffle the 50/50 offline/online rows: every minibatch holds both (before the fix the actor's
+    minibatch was online data only and the demos' BC term saw none of the demos)."""
+    from robot_stack.learn.online import run_online
+    from robot_stack.sim.point_mass import TASK, PointMassSim, generate_point_mass
+    from robot_stack.types import ENV_STATE_KEY
+
+    store = tmp_path / "pm.zarr"
+    generate_point_mass(store, 4, seed=1)
+    cfg = RLLearnerConfig.from_dict({
+        "algo": "awac", "algo_config": {"utd": 4}, "offline_steps": 2, "online": True, "batch_size": 64,
+        "policy_config": {"arch": "none", "cameras": [], "use_environment_state": True, "latent_dim": 16,
+                          "actor_hidden_dims": [16], "critic_hidden_dims": [16], "num_qs": 2},
+        "sources": ["sim"], "min_episodes": 1, "checkpoint_every_steps": 100_000, "val_every_episode": 0,
+        "log_every_steps": 100_000, "reward": {"num_final_reward_steps": 1, "scale": 1.0, "bias": -1.0}})
+    svc = RLLearnerService(store, tmp_path / "ckpt", cfg)
+    run_online(svc, PointMassSim(), TASK, store, rounds=1, episodes_per_round=3, seed=0)
+    online_rows = {r.tobytes() for r in svc.online_pool.arrays[ENV_STATE_KEY]}
+    offline_rows = {r.tobytes() for r in svc.prior_pool.arrays[ENV_STATE_KEY]}
+    assert online_rows and not online_rows & offline_rows
+    for step in range(3):
+        batch = svc.make_batch(svc.step + step)
+        is_online = np.array([r.numpy().tobytes() in online_rows for r in batch[ENV_STATE_KEY]])
+        assert is_online.mean() == 0.5                                    # RLPD's symmetric sampling
+        for quarter in is_online.reshape(4, 16):                          # the utd minibatches
+            assert 0 < quarter.sum() < 16
