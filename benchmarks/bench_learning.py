@@ -303,7 +303,8 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
             cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
             if "bc_steps" in VARIANTS[variant]:
                 cfg.offline_steps = int(cfg.algo_config["bc_steps"])
-        rounds, per_round, every = S["t1c_rounds"], S["t1c_episodes_per_round"], S["t1c_eval_every_rounds"]
+        # "rlpd@20": the same cell with 20 online rounds instead of t1c_rounds (a longer-budget diagnostic row).
+        rounds, per_round, every = int(steps or S["t1c_rounds"]), S["t1c_episodes_per_round"], S["t1c_eval_every_rounds"]
     data["gen_s"] = time.perf_counter() - t0
     tag = f"{tier} {method} s{seed}"
     svc = RLLearnerService(store, work / "ckpt", cfg, on_progress=progress_printer(tag))
@@ -400,12 +401,14 @@ def plot(cells: list[dict], path: Path) -> bool:
     if not online:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    colors = {"calql": "C0", "cql": "C1", "rlpd": "C2", "awac": "C4"}
+    colors = {"calql": "C0", "cql": "C1", "rlpd": "C2", "awac": "C4", "rlpd@20": "C5"}
     for ax, tier, title in ((axes[0], "1b", "Tier 1b: offline → online (mixed data)"),
                             (axes[1], "1c", "Tier 1c: online from 20 demos")):
         # The current recipes only (variants such as calql@5000 or [env-only] are in the tables): each seed thin,
         # the mean over seeds thick.
-        rows = [c for c in online if c["tier"] == tier and not any(ch in c["method"] for ch in "@[+")]
+        # Tier 1c also draws the longer-budget rows (rlpd@20: the same recipe with more online rounds).
+        excluded = "[+" if tier == "1c" else "@[+"
+        rows = [c for c in online if c["tier"] == tier and not any(ch in c["method"] for ch in excluded)]
         for method in sorted({c["method"] for c in rows}):
             runs = [c for c in rows if c["method"] == method]
             color = colors.get(method, "C3")
@@ -416,6 +419,11 @@ def plot(cells: list[dict], path: Path) -> bool:
             ax.plot([p["online_episodes"] for p in runs[0]["curve"][:n]],
                     [float(np.mean([c["curve"][i]["success_rate"] for c in runs])) for i in range(n)],
                     color=color, linewidth=2.5, marker="o", label=f"{method} (mean of {len(runs)} seeds)")
+        bc = [c["after"]["success_rate"] for c in cells
+              if c.get("tier") == tier and c.get("method") == "bc" and c.get("status") == "ok" and c.get("after")]
+        if bc:   # the bar the online methods must clear: BC on the same data, no online episodes
+            ax.axhline(float(np.mean(bc)), color="k", linestyle="--", linewidth=1.2,
+                       label=f"bc on the same data (mean of {len(bc)} seeds)")
         ax.set_title(title)
         ax.set_xlabel("online episodes")
         ax.grid(alpha=0.3)
@@ -533,7 +541,8 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
               f"updates, {S['t1c_rounds']} rounds of {S['t1c_episodes_per_round']} online episodes, one RLPD update "
               "(4 critic minibatches + 1 actor step) per new transition. awac_state.yaml: the same critic, data and "
               "rounds with AWAC's advantage-weighted actor, after 2000 offline updates of the same loss on the demos "
-              "(the curve's first point). bc: bc_actor on the same 20 demos, no online data (the baseline). "
+              "(the curve's first point). `rlpd@N`: the rlpd recipe with N rounds. bc: bc_actor on the same 20 demos, "
+              "no online data (the baseline). "
               "Goal ≥ 80 %.", ""]
         L += table(by["1c"], [*head,
                               lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
