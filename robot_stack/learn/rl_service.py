@@ -156,7 +156,9 @@ def shuffle_batch(batch: dict[str, torch.Tensor], rng: np.random.Generator) -> d
     """The rows of a concatenated batch in random order. Sources are drawn pool by pool (offline then online,
     prior then target), and RLPD/AWAC split the batch into `utd` consecutive minibatches and step the actor on the
     last one: unshuffled, the critic alternated between pure-offline and pure-online minibatches and the actor saw
-    online data only (its demo BC term nothing at all) once online data existed."""
+    online data only (its demo BC term nothing at all) once online data existed. The reference gets the same
+    property by interleaving: ikostrikov/rlpd's `combine` writes the offline rows to [0::2] and the online rows to
+    [1::2] before `update` slices the utd minibatches."""
     n = len(next(iter(batch.values())))
     perm = torch.from_numpy(rng.permutation(n))
     return {k: v[perm] for k, v in batch.items()}
