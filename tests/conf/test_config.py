@@ -36,7 +36,6 @@ def test_every_learner_recipe_composes_into_its_algorithm_config(name):
     from omegaconf import OmegaConf
 
     from robot_stack.algos.base import algo_class
-
     from robot_stack.learn.bc import LearnerConfig
     from robot_stack.learn.rl_service import RLLearnerConfig
     from robot_stack.learn.services import service_builder
