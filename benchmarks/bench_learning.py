@@ -268,36 +268,28 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
     task = TIER1B_TASK
     store = work / "store.zarr"
     t0 = time.perf_counter()
+    # "calql@15000": another offline budget (1b) or number of online rounds (1c, "rlpd@20"); "calql+bcws": a recipe
+    # variant (VARIANTS; a variant's bc_steps become offline updates); "awac": awac_state.yaml in 1c. All but the
+    # plain method names are diagnostic rows.
+    name, _, steps = method.partition("@")
+    algo, _, variant = name.partition("+")
     if tier == "1b":
-        # "calql@15000": the same cell with another offline budget; "calql+bcws@5000": also a recipe variant
-        # (VARIANTS); both are diagnostic rows.
-        name, _, steps = method.partition("@")
-        algo, _, variant = name.partition("+")
         data = generate_state(store, [task], S["t1b_episodes"], S["t1b_failure_share"], 3000 + seed)
-        if algo == "bc":   # the baseline RL must beat: bc_actor on the same data's successful episodes only
-            data["gen_s"] = time.perf_counter() - t0
-            cfg = learner_cfg("bc_actor", task, S, seed, offline_steps=int(steps or S["t1s_steps"]))
-            svc, train_s = offline(cfg, store, work, f"1b bc s{seed}")
-            return {"task": task, "data": data, "updates": svc.step, "train_s": train_s,
-                    "after": success_in_state_sim(svc.policy, task, S["eval_episodes"]),
-                    "offline_diagnostics": diagnostics(svc)}
+    else:
+        data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
+    if algo == "bc":   # the baseline RL must beat: bc_actor on the same data's successful episodes, no online data
+        data["gen_s"] = time.perf_counter() - t0
+        cfg = learner_cfg("bc_actor", task, S, seed, offline_steps=int(steps or S["t1s_steps"]))
+        svc, train_s = offline(cfg, store, work, f"{tier} bc s{seed}")
+        return {"task": task, "data": data, "updates": svc.step, "train_s": train_s,
+                "after": success_in_state_sim(svc.policy, task, S["eval_episodes"]),
+                "offline_diagnostics": diagnostics(svc)}
+    if tier == "1b":
         cfg = learner_cfg(algo, task, S, seed, offline_steps=int(steps or S["t1b_offline_steps"]), online=True)
         if variant:
             cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
         rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
     else:
-        # "rlpd+bci": a demonstration-guided variant (VARIANTS; its bc_steps become offline updates).
-        # "awac": the same cell with awac_state.yaml (RLPD's critic, advantage-weighted actor, offline phase first).
-        name, _, steps = method.partition("@")
-        algo, _, variant = name.partition("+")
-        data = generate_state(store, [task], S["t1c_demos"], 0.0, 4000 + seed)
-        if algo == "bc":   # the baseline online RL must beat: bc_actor on the same 20 demos
-            data["gen_s"] = time.perf_counter() - t0
-            cfg = learner_cfg("bc_actor", task, S, seed, offline_steps=int(steps or S["t1s_steps"]))
-            svc, train_s = offline(cfg, store, work, f"1c bc s{seed}")
-            return {"task": task, "data": data, "updates": svc.step, "train_s": train_s,
-                    "after": success_in_state_sim(svc.policy, task, S["eval_episodes"]),
-                    "offline_diagnostics": diagnostics(svc)}
         cfg = learner_cfg(f"{algo}_state", task, S, seed)
         if variant:
             cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}

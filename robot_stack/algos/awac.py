@@ -71,15 +71,7 @@ class AWAC(RLPD):
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg, p = self.config, self.policy
-        p.train()
-        b = batch[ACTION_KEY].shape[0]
-        if b < cfg.utd:
-            raise ValueError(f"batch of {b} cannot be split into utd={cfg.utd} minibatches; raise batch_size")
-        size = b // cfg.utd
-        m: dict[str, torch.Tensor] = {}
-        for i in range(cfg.utd):
-            mb = {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
-            m = self._critic_step(mb)
+        m, mb = self.critic_updates(batch)
         bc_phase = self.train_step < cfg.bc_steps
         with self.autocast():
             o = p.prepare_obs(mb)

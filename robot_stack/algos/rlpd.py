@@ -94,9 +94,12 @@ class RLPD(Algorithm):
         return {"critic/loss": loss.detach(), "critic/q_data": q.mean().detach(), "critic/target_q": y.mean(),
                 "critic/q_ensemble_std": q.std(0).mean().detach()}
 
-    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        cfg, p = self.config, self.policy
-        p.train()
+    def critic_updates(self, batch: dict[str, torch.Tensor]
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """`utd` critic steps on consecutive minibatches of the (shuffled) batch -> (last step's metrics, the last
+        minibatch, on which the actor steps next)."""
+        cfg = self.config
+        self.policy.train()
         b = batch[ACTION_KEY].shape[0]
         if b < cfg.utd:
             raise ValueError(f"batch of {b} cannot be split into utd={cfg.utd} minibatches; raise batch_size")
@@ -105,6 +108,11 @@ class RLPD(Algorithm):
         for i in range(cfg.utd):
             mb = {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
             m = self._critic_step(mb)
+        return m, mb
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg, p = self.config, self.policy
+        m, mb = self.critic_updates(batch)
         # Actor and temperature on the last minibatch, against the freshly updated critic (RLPD/SERL order).
         bc_phase = self.train_step < cfg.bc_steps
         with self.autocast():
