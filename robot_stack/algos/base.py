@@ -20,6 +20,7 @@ import torch
 
 from robot_stack.policies.base import Policy, dataclass_from_dict
 from robot_stack.registry import Registry
+from robot_stack.types import ACTION_KEY
 
 ALGOS: Registry[type[Algorithm]] = Registry("algorithm")
 _BUILTIN_ALGO_MODULES = ("robot_stack.algos.cql", "robot_stack.algos.bc", "robot_stack.algos.rlpd",
@@ -99,3 +100,31 @@ class Algorithm(abc.ABC):
     def autocast(self):
         device = self.policy.device
         return torch.autocast(device.type, dtype=self.amp_dtype or torch.bfloat16, enabled=self.amp_dtype is not None)
+
+
+@torch.no_grad()
+def critic_diagnostics(policy: Any, batch: dict[str, torch.Tensor],
+                       backup: Callable[[dict[str, Any], torch.Tensor, torch.Tensor], torch.Tensor],
+                       reduce: str = "min") -> dict[str, float]:
+    """Held-out critic diagnostics of an actor-critic policy, without augmentation (the service compares validation
+    and training episodes: Q rising on train but not on validation is the offline-RL overfitting signal).
+
+    Q(s, a_data) over every head, TD error against `backup(o_next, mean_next, log_std_next)` -> y (B,) (each
+    algorithm's own target), Q of the deterministic action (gripper as its binary decision; heads reduced by
+    `reduce`: min as CQL's actor, mean as RLPD's) and the batch's MC return."""
+    p = policy
+    was = p.training
+    p.eval()
+    try:
+        o, o_next = p.prepare_obs(batch), p.prepare_obs(batch, "next.")
+        q = p.critic_q(o, p.to_policy_action(batch[ACTION_KEY]).unsqueeze(1))[..., 0].float()
+        y = backup(o_next, *p.actor_dist(o_next))
+        mean, _ = p.actor_dist(o)
+        q_pi = p.critic_q(o, p.binarize_gripper(p.fix_actions(torch.tanh(mean))).unsqueeze(1))[..., 0]
+        q_pi = q_pi.min(0).values if reduce == "min" else q_pi.mean(0)
+    finally:
+        p.train(was)
+    out = {"q_data": float(q.mean()), "td_error": float(((q - y) ** 2).mean()), "q_pi_det": float(q_pi.mean())}
+    if "mc_return" in batch:
+        out["mc_return"] = float(batch["mc_return"].float().mean())
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm
+from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm, critic_diagnostics
 from robot_stack.algos.demo_guidance import q_filtered_bc_loss, warm_start_loss
 from robot_stack.algos.losses import cql_regulariser, lagrange_alpha_prime, max_q_backup_target
 from robot_stack.types import ACTION_KEY
@@ -177,28 +177,16 @@ class CQL(Algorithm):
             m["critic/alpha_prime_loss"] = alpha_prime_loss
         return {k: float(v.detach()) for k, v in m.items()}
 
-    @torch.no_grad()
     def evaluate(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Q(s, a_data) and TD error without augmentation: on held-out episodes vs. training ones, a growing gap
-        (Q rising on train, not on validation) is the offline-RL overfitting signal."""
+        """Held-out diagnostics (base.critic_diagnostics) against CQL's own max-backup target."""
         cfg, p = self.config, self.policy
-        was = p.training
-        p.eval()
-        try:
-            o, o_next = p.prepare_obs(batch), p.prepare_obs(batch, "next.")
-            q = p.critic_q(o, p.to_policy_action(batch[ACTION_KEY]).unsqueeze(1))[..., 0].float()
-            mean_n, log_std_n = p.actor_dist(o_next)
+
+        def backup(o_next, mean_n, log_std_n):
             a_next, _ = p.sample_from(mean_n, log_std_n, cfg.n_backup_actions)
-            y = max_q_backup_target(p.critic_q(o_next, a_next, target=True).float(), batch["reward"].float(),
-                                    batch["mask"].float(), cfg.discount)
-            mean, _ = p.actor_dist(o)
-            q_pi = p.critic_q(o, p.fix_actions(torch.tanh(mean)).unsqueeze(1))[..., 0].min(0).values
-        finally:
-            p.train(was)
-        out = {"q_data": float(q.mean()), "td_error": float(((q - y) ** 2).mean()), "q_pi_det": float(q_pi.mean())}
-        if "mc_return" in batch:
-            out["mc_return"] = float(batch["mc_return"].float().mean())
-        return out
+            return max_q_backup_target(p.critic_q(o_next, a_next, target=True).float(), batch["reward"].float(),
+                                       batch["mask"].float(), cfg.discount)
+
+        return critic_diagnostics(p, batch, backup, reduce="min")
 
 
 @ALGOS.register("calql")

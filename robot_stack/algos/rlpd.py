@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm
+from robot_stack.algos.base import ALGOS, AlgoConfig, Algorithm, critic_diagnostics
 from robot_stack.algos.demo_guidance import q_filtered_bc_loss, warm_start_loss
 from robot_stack.types import ACTION_KEY
 
@@ -140,26 +140,14 @@ class RLPD(Algorithm):
                   "critic/reward": batch["reward"].float().mean(), "actor/bc_phase": torch.tensor(float(bc_phase))})
         return {k: float(v.detach()) for k, v in m.items()}
 
-    @torch.no_grad()
     def evaluate(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Held-out diagnostics without augmentation (the service compares validation and training episodes):
-        ensemble-mean Q(s, a_data), TD error against the backup with every target head's min (no subsampling, no
-        entropy: a fixed yardstick), Q of the deterministic action, and the MC return."""
+        """Held-out diagnostics (base.critic_diagnostics) against a fixed yardstick of RLPD's backup: every target
+        head's min, no subsampling, no entropy; heads averaged for the deterministic action, as RLPD's actor."""
         cfg, p = self.config, self.policy
-        was = p.training
-        p.eval()
-        try:
-            o, o_next = p.prepare_obs(batch), p.prepare_obs(batch, "next.")
-            q = p.critic_q(o, p.to_policy_action(batch[ACTION_KEY]).unsqueeze(1))[..., 0].float()
-            mean_n, log_std_n = p.actor_dist(o_next)
+
+        def backup(o_next, mean_n, log_std_n):
             a_next, _ = p.sample_from(mean_n, log_std_n, 1)
             next_v = p.critic_q(o_next, a_next, target=True)[..., 0].float().min(0).values
-            y = batch["reward"].float() + cfg.discount * batch["mask"].float() * next_v
-            mean, _ = p.actor_dist(o)
-            q_pi = p.critic_q(o, p.binarize_gripper(p.fix_actions(torch.tanh(mean))).unsqueeze(1))[..., 0].mean(0)
-        finally:
-            p.train(was)
-        out = {"q_data": float(q.mean()), "td_error": float(((q - y) ** 2).mean()), "q_pi_det": float(q_pi.mean())}
-        if "mc_return" in batch:
-            out["mc_return"] = float(batch["mc_return"].float().mean())
-        return out
+            return batch["reward"].float() + cfg.discount * batch["mask"].float() * next_v
+
+        return critic_diagnostics(p, batch, backup, reduce="mean")
