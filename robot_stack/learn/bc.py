@@ -32,7 +32,7 @@ from robot_stack.policies.checkpoint import (
     save_checkpoint,
 )
 from robot_stack.policies.normalizer import Normalizer
-from robot_stack.types import ACTION_KEY, STATE_KEY, image_key
+from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, image_key
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,14 @@ class TrainResult:
 
 
 def dataset_keys(config: PolicyConfig) -> list[str]:
-    """The store keys BC needs for a policy config: its cameras' images, state and action."""
-    return [image_key(c) for c in config.cameras] + [STATE_KEY, ACTION_KEY]
+    """The store keys BC needs for a policy config: its cameras' images, state, [environment state], action."""
+    env = [ENV_STATE_KEY] if getattr(config, "use_environment_state", False) else []
+    return [image_key(c) for c in config.cameras] + [STATE_KEY, *env, ACTION_KEY]
 
 
 def fit_normalizer(dataset: FrameDataset) -> Normalizer:
-    return Normalizer.fit(dataset.arrays[ACTION_KEY], dataset.arrays[STATE_KEY])
+    arrays = dataset.arrays
+    return Normalizer.fit(arrays[ACTION_KEY], arrays[STATE_KEY], env_states=arrays.get(ENV_STATE_KEY))
 
 
 class _ProgressLog:
@@ -117,19 +119,28 @@ def train_steps(policy: Policy, optimizer: torch.optim.Optimizer, dataset: Frame
                 batch_size: int, rng: np.random.Generator, start_step: int = 0,
                 progress: _ProgressLog | None = None, should_stop: Callable[[], bool] | None = None
                 ) -> tuple[int, list[float]]:
-    """Up to `steps` Adam steps on uniformly sampled frames; returns (global step reached, per-step losses)."""
+    """Up to `steps` Adam steps on uniformly sampled frames; returns (global step reached, per-step losses).
+
+    Optional policy hooks: `data_window()` -> (observation offsets, action offsets) makes the batches temporal
+    windows (action-chunk policies: observation history (B, T_o, ...), action chunk (B, T_p, A));
+    `after_optimizer_step()` runs after every step (an EMA of the weights)."""
     policy.train()
     losses: list[float] = []
     step = start_step
+    window = policy.data_window() if hasattr(policy, "data_window") else None
+    after_step = getattr(policy, "after_optimizer_step", None)
     for i in range(steps):
         if should_stop is not None and should_stop():
             log.info("training stopped at step %d", step)
             break
-        batch = dataset.sample(batch_size, rng, policy.device)
+        batch = dataset.sample(batch_size, rng, policy.device) if window is None else \
+            dataset.sample_window(batch_size, rng, policy.device, *window)
         loss, info = policy.compute_loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if after_step is not None:
+            after_step()
         step += 1
         losses.append(info["loss"])
         if progress is not None:
@@ -140,7 +151,7 @@ def train_steps(policy: Policy, optimizer: torch.optim.Optimizer, dataset: Frame
 
 def make_optimizer(policy: Policy) -> torch.optim.Optimizer:
     cfg = policy.config
-    return torch.optim.AdamW(policy.parameters(), lr=getattr(cfg, "lr", 3e-4),
+    return torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=getattr(cfg, "lr", 3e-4),
                              weight_decay=getattr(cfg, "weight_decay", 0.0))
 
 

@@ -96,3 +96,28 @@ class FrameDataset:
         arrays = self.arrays
         idx = rng.integers(0, len(self), size=batch_size)
         return {k: torch.from_numpy(np.ascontiguousarray(a[idx])).to(device) for k, a in arrays.items()}
+
+    def sample_window(self, batch_size: int, rng: np.random.Generator, device: str | torch.device = "cpu",
+                      obs_offsets: Sequence[int] = (0,), action_offsets: Sequence[int] = (0,)
+                      ) -> dict[str, torch.Tensor]:
+        """Uniformly sampled frames t with temporal windows, for action-chunk policies (`Policy.data_window()`):
+        observation keys (B, len(obs_offsets), ...) at t + obs_offsets, the action (B, len(action_offsets), A) at
+        t + action_offsets. Steps outside t's episode repeat its first/last frame (diffusion_policy's
+        SequenceSampler and LeRobot's delta_timestamps pad the same way), so no window mixes two episodes."""
+        arrays = self.arrays
+        idx = rng.integers(0, len(self), size=batch_size)
+        first, last = self._episode_bounds()
+        lo, hi = first[idx, None], last[idx, None]
+        out = {}
+        for k, a in arrays.items():
+            offsets = np.asarray(action_offsets if k == ACTION_KEY else obs_offsets, dtype=np.int64)
+            rows = np.clip(idx[:, None] + offsets[None, :], lo, hi)
+            out[k] = torch.from_numpy(np.ascontiguousarray(a[rows])).to(device)
+        return out
+
+    def _episode_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first, last) (N,) row of each frame's episode (episodes are contiguous: added one at a time)."""
+        lengths = [len(e) for e in self._episode_of_frame]
+        ends = np.cumsum(lengths)
+        starts = ends - lengths
+        return np.repeat(starts, lengths), np.repeat(ends - 1, lengths)

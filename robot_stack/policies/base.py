@@ -28,7 +28,8 @@ C = TypeVar("C")
 
 # Modules that register the built-in policies; imported on first lookup so that
 # `import robot_stack.policies` stays cheap and a checkpoint can name any of them.
-_BUILTIN_POLICY_MODULES = ("robot_stack.policies.bc_conv", "robot_stack.policies.actor_critic")
+_BUILTIN_POLICY_MODULES = ("robot_stack.policies.bc_conv", "robot_stack.policies.actor_critic",
+                           "robot_stack.policies.diffusion")
 
 
 @dataclasses.dataclass
