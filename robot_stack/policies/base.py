@@ -29,7 +29,7 @@ C = TypeVar("C")
 # Modules that register the built-in policies; imported on first lookup so that
 # `import robot_stack.policies` stays cheap and a checkpoint can name any of them.
 _BUILTIN_POLICY_MODULES = ("robot_stack.policies.bc_conv", "robot_stack.policies.actor_critic",
-                           "robot_stack.policies.diffusion")
+                           "robot_stack.policies.diffusion", "robot_stack.policies.openvla")
 
 
 @dataclasses.dataclass

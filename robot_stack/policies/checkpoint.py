@@ -255,6 +255,14 @@ def _point_latest(root: Path, final_dir: Path) -> None:
     _fsync_path(root)
 
 
+def _checkpoint_state(policy: Policy) -> dict:
+    """What model.safetensors holds: the state dict, or only what a policy names through a
+    `checkpoint_state_dict()` method (a LoRA adapter without its multi-GB base, which the checkpoint names by
+    hash in its config instead; loaded back by the policy's `load_checkpoint_state_dict`)."""
+    own = getattr(policy, "checkpoint_state_dict", None)
+    return own() if own is not None else policy.state_dict()
+
+
 def save_checkpoint(policy: Policy, normalizer: Normalizer, schema: PolicySchema, root_dir: Path, version: int,
                     step: int, parent: int | None = None, extra: dict[str, Any] | None = None,
                     extra_files: dict[str, bytes] | None = None) -> Path:
@@ -282,7 +290,7 @@ def save_checkpoint(policy: Policy, normalizer: Normalizer, schema: PolicySchema
     try:
         ckpt_schema = schema.restrict(policy.observation_keys())
         _write_synced(tmp_dir / CONFIG_FILE, _json_bytes({"type": policy.name, "config": policy.config.to_dict()}))
-        state = {k: v.detach().to("cpu").contiguous() for k, v in policy.state_dict().items()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in _checkpoint_state(policy).items()}
         save_file(state, str(tmp_dir / MODEL_FILE), metadata={"policy_type": policy.name})
         _fsync_path(tmp_dir / MODEL_FILE)
         _write_synced(tmp_dir / NORMALIZER_FILE, _json_bytes(normalizer.to_json()))
@@ -317,7 +325,7 @@ def load_policy(path: Path, expected_schema: PolicySchema | None = None, device:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from robot_stack.policies.base import make_policy
+    from robot_stack.policies.base import make_policy, policy_class
     from robot_stack.registry import UnknownNameError
 
     ckpt = resolve_checkpoint(path)
@@ -335,12 +343,20 @@ def load_policy(path: Path, expected_schema: PolicySchema | None = None, device:
         raise CheckpointError(f"{ckpt / CONFIG_FILE}: type {config.get('type')!r} != manifest policy_type "
                               f"{manifest.policy_type!r}; re-save the checkpoint")
     try:
-        policy = make_policy(manifest.policy_type, config.get("config", {}), normalizer)
+        build_on_device = getattr(policy_class(manifest.policy_type), "build_on_device", None)
+        if build_on_device is not None:  # a large base built straight on `device`, once per process (openvla)
+            policy = build_on_device(config.get("config", {}), normalizer, device)
+        else:
+            policy = make_policy(manifest.policy_type, config.get("config", {}), normalizer)
     except (UnknownNameError, ValueError, TypeError) as e:
         raise CheckpointError(f"{ckpt / CONFIG_FILE}: cannot build policy {manifest.policy_type!r}: {e}") from None
     try:
         state = load_file(str(ckpt / MODEL_FILE), device="cpu")
-        policy.load_state_dict(state, strict=True)
+        load_state = getattr(policy, "load_checkpoint_state_dict", None)
+        if load_state is not None:  # adapter-only checkpoints (openvla + LoRA): the base comes from elsewhere
+            load_state(state)
+        else:
+            policy.load_state_dict(state, strict=True)
     except (SafetensorError, RuntimeError) as e:
         raise CheckpointError(f"{ckpt / MODEL_FILE}: weights do not fit policy {manifest.policy_type!r} "
                               f"with its config ({e}); re-save the checkpoint") from None
