@@ -25,6 +25,7 @@ import numpy as np
 TINY_BASE_VOCAB = 768
 TINY_PAD_MULTIPLE = 64
 N_ACTION_BINS = 256
+INSTRUCTION = "Put the cube in the bowl"
 _SPECIALS = ("<unk>", "<s>", "</s>")
 _CORPUS = [
     "put the cube in the bowl", "pick up the red block", "open the drawer", "close the drawer",

@@ -10,9 +10,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 os.environ["HF_HUB_OFFLINE"] = "1"   # nothing in these tests may reach the network
 
-from robot_stack_testing.tiny_openvla import build_tiny_openvla, random_image  # noqa: E402
-
-INSTRUCTION = "Put the cube in the bowl"
+from robot_stack_testing.tiny_openvla import INSTRUCTION, build_tiny_openvla, random_image  # noqa: E402
 
 
 @pytest.fixture(scope="session")
