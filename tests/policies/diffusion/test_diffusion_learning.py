@@ -124,3 +124,28 @@ def test_diffusion_learns_point_mass_reach_and_grasp_from_ten_demos(point_mass_d
     assert point_mass_success(result.policy) >= THRESHOLD
 
 
+
+
+def test_bc_learner_service_trains_and_publishes_diffusion_versions(point_mass_demos, tmp_path):
+    """conf/learner/diffusion.yaml's service (algo bc) with a diffusion policy: windows, EMA, versioned checkpoints."""
+    from robot_stack.learn.bc import LearnerConfig, LearnerService
+    from robot_stack.policies.checkpoint import load_policy
+
+    cfg = LearnerConfig(sources=("sim",), min_episodes=1, steps_per_version=5, max_versions=2, batch_size=8,
+                        log_every_steps=10**6)
+    service = LearnerService(point_mass_demos, tmp_path / "ckpt", cfg, policy_type="diffusion",
+                             policy_config={**TINY, "use_environment_state": True})
+    updates = service.run()
+    assert [u.version for u in updates] == [1, 2] and {u.policy_type for u in updates} == {"diffusion"}
+    policy, manifest = load_policy(tmp_path / "ckpt")
+    assert manifest.step == 10 and int(policy.ema_step) == 10
+    assert policy.select_action(point_mass_obs()).shape == (7,)
+
+
+def point_mass_obs() -> dict[str, np.ndarray]:
+    from robot_stack.learn.evaluate import observe
+    from robot_stack.sim.point_mass import PointMassSim
+
+    sim = PointMassSim()
+    sim.reset(seed=0)
+    return observe(sim, (), environment_state=True)
