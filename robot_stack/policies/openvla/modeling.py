@@ -38,6 +38,26 @@ def llama_config(arch: OpenVLAArchitecture):
     return LlamaConfig(**arch.text_config)
 
 
+_CACHE_KWARG: str | None = None
+
+
+def llama_cache_kwarg() -> str:
+    """The name LlamaModel.forward takes the KV cache under, read from its signature once.
+
+    transformers 5.25 (the `vla` extra's pin) calls it `cache` (and returns `.cache`); 5.17, which the GPU
+    machines' image ships, still calls it `past_key_values`. Feature detection instead of a version check, so
+    the GPU benchmark runs on whichever the machine has (benchmarks/bench_vla.py --gpu)."""
+    global _CACHE_KWARG
+    if _CACHE_KWARG is None:
+        import inspect
+
+        from transformers.models.llama.modeling_llama import LlamaModel
+
+        params = inspect.signature(LlamaModel.forward).parameters
+        _CACHE_KWARG = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KWARG
+
+
 class OpenVLAModel(nn.Module):
     """Vision backbone + projector + Llama; see the module docstring for the token layout."""
 
@@ -74,9 +94,19 @@ class OpenVLAModel(nn.Module):
 
     def hidden_states(self, embeddings: torch.Tensor, attention_mask: torch.Tensor | None = None,
                       cache=None, position_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, object]:
-        out = self.language_model.model(inputs_embeds=embeddings, attention_mask=attention_mask, cache=cache,
-                                        use_cache=cache is not None, position_ids=position_ids)
-        return out.last_hidden_state, out.cache
+        name = llama_cache_kwarg()
+        out = self.language_model.model(inputs_embeds=embeddings, attention_mask=attention_mask,
+                                        use_cache=cache is not None, position_ids=position_ids, **{name: cache})
+        return out.last_hidden_state, getattr(out, name)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in the backward pass (Llama decoder layers and ViT blocks) instead of storing
+        them: a LoRA step at batch 16 on the 7B model then fits well inside 80 GB (README of openvla/openvla:
+        batch 16 needs ~72 GB without it). Non-reentrant, so inputs need not require grad (frozen embeddings)."""
+        self.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        for vit in (self.vision_backbone.featurizer, self.vision_backbone.fused_featurizer):
+            if vit is not None:
+                vit.gradient_checkpointing = True
 
     def logits(self, hidden: torch.Tensor, vocab_slice: slice | None = None) -> torch.Tensor:
         """(..., D) -> (..., V) or (..., len(vocab_slice)) using only those rows of lm_head."""

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 # timm's default norm layer for ViTs: LayerNorm with eps 1e-6 (vision_transformer.py, `get_norm_layer(None)`).
@@ -197,6 +198,7 @@ class VisionTransformer(nn.Module):
         self.blocks = nn.Sequential(*[Block(spec) for _ in range(spec.depth)])
         self.norm = nn.LayerNorm(dim, eps=VIT_LAYER_NORM_EPS)
         self.attn_pool = AttentionPoolLatent(spec) if spec.attn_pool else None
+        self.gradient_checkpointing = False   # OpenVLAModel.enable_gradient_checkpointing
 
     @property
     def feature_block_index(self) -> int:
@@ -217,8 +219,9 @@ class VisionTransformer(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self._tokens(pixels)
         # Blocks after the feature block cannot change the result, so they are skipped (timm runs them).
+        checkpointed = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks[: self.feature_block_index + 1]:
-            x = block(x)
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if checkpointed else block(x)
         return x[:, self.spec.num_prefix_tokens:]
 
 
