@@ -5,6 +5,7 @@ LoRA fine-tuning with adapter-only checkpoints, distributed fine-tuning. Needs t
     vision.py     DINOv2 + SigLIP ViTs with timm's parameter names, projector
     modeling.py   OpenVLAModel (vision + projector + transformers Llama), weight loading, KV-cache decoding
     processor.py  prompt, tokenizer, 224 px image preprocessing, 256-bin action tokenizer
+    augment.py    training image augmentation (crop + colour jitter) and the test-time center crop
     policy.py     the registered `openvla` policy (select_action, sample_actions, compute_loss), base cache
     finetune.py   LoRA fine-tuning on store episodes; single process or torchrun (DDP / FSDP)
 

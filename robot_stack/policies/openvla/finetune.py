@@ -6,7 +6,9 @@
         ─► rank 0: save_checkpoint (adapter only, base named by fingerprint) ─► PolicyUpdate for the runner
 
 The recipe is vla-scripts/finetune.py's: batch 16, lr 5e-4 constant AdamW, LoRA rank 32 / alpha 16 / dropout
-0 on all linear layers, logged loss, action-token accuracy and L1 of the decoded actions. Under torchrun the
+0 on all linear layers, image_aug (90 %-area random crop + brightness/contrast/saturation/hue jitter,
+augment.py; OpenVLAConfig.train_crop_scale / train_color_jitter), logged loss, action-token accuracy and L1 of
+the decoded actions. Under torchrun the
 LoRA run uses DistributedDataParallel (rank 0's adapter is broadcast at wrap time, gradients averaged each step,
 so every rank ends with the same adapter); `--strategy fsdp` with `--lora-rank 0` fully fine-tunes with FSDP2
 (`fully_shard` per ViT block and Llama decoder layer), the way a lab fine-tunes all 7B weights on 8 GPUs.

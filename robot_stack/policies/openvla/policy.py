@@ -67,6 +67,8 @@ class OpenVLAConfig(PolicyConfig):
     lr: float = 5e-4                          # constant, no schedule
     weight_decay: float = 0.01                # torch AdamW's default, which finetune.py leaves in place
     train_crop_scale: float = 0.9             # image_aug: random crop of this fraction of the AREA (1 = off)
+    train_color_jitter: bool = True           # image_aug: brightness/contrast/saturation/hue (augment.py)
+    center_crop_scale: float = 1.0            # acting: center crop of this AREA fraction (LIBERO 0.9; Bridge 1)
 
     @property
     def lora_alpha(self) -> int:
@@ -289,7 +291,10 @@ class OpenVLAPolicy(Policy):
         key = self.observation_keys()[0]
         if key not in obs:
             raise KeyError(f"observation lacks {key!r}; this OpenVLA policy reads camera {self.config.cameras[0]!r}")
-        pixels = self.base.images(obs[key]).unsqueeze(0).to(self.device, self.dtype)
+        from robot_stack.policies.openvla.augment import center_crop_fraction
+
+        crop = center_crop_fraction(self.config.center_crop_scale)
+        pixels = self.base.images(obs[key], crop).unsqueeze(0).to(self.device, self.dtype)
         ids = torch.tensor([self.base.tokenizer.prompt_ids(self._instruction(obs))], device=self.device)
         return pixels, ids
 
@@ -350,13 +355,14 @@ class OpenVLAPolicy(Policy):
         mask = torch.zeros((len(seqs), length), dtype=torch.long)
         for i, (s, lab) in enumerate(zip(seqs, labels, strict=True)):
             input_ids[i, : len(s)], label_t[i, : len(s)], mask[i, : len(s)] = torch.tensor(s), torch.tensor(lab), 1
-        crop = None
-        scale = self.config.train_crop_scale
+        from robot_stack.policies.openvla.augment import ColorJitter, random_crop_fraction
+
         pixels = []
         for img in np.asarray(images):
-            if rng is not None and scale < 1.0:
-                crop = (float(np.sqrt(scale)), float(rng.uniform()), float(rng.uniform()))
-            pixels.append(self.base.images(img, crop))
+            # rng given = training with image_aug (augment.py): per image one crop draw, then one colour draw.
+            crop = random_crop_fraction(rng, self.config.train_crop_scale) if rng is not None else None
+            jitter = ColorJitter.sample(rng) if rng is not None and self.config.train_color_jitter else None
+            pixels.append(self.base.images(img, crop, jitter))
         dev = self.device
         return {"pixel_values": torch.stack(pixels).to(dev, self.dtype), "input_ids": input_ids.to(dev),
                 "attention_mask": mask.to(dev), "labels": label_t.to(dev)}

@@ -157,9 +157,12 @@ class ImagePreprocessor:
             return img
         return img.resize((size_px, size_px), resample)
 
-    def __call__(self, image: np.ndarray, crop_fraction: tuple[float, float, float] | None = None) -> torch.Tensor:
-        """crop_fraction (scale_side, x0, y0): training augmentation, crop a square of `scale_side` of the image
-        side at relative corner (x0, y0) before resizing (finetune.py's 90 %-area random crop)."""
+    def __call__(self, image: np.ndarray, crop_fraction: tuple[float, float, float] | None = None,
+                 color_jitter=None) -> torch.Tensor:
+        """crop_fraction (scale_side, x0, y0): crop a square of `scale_side` of the image side at relative corner
+        (x0, y0) before resizing (finetune.py's 90 %-area random crop; (√0.9, 0.5, 0.5) is the test-time center
+        crop). color_jitter: an augment.ColorJitter applied to each backbone's resized [0, 1] image before
+        normalising (the same draw for both)."""
         arr = np.asarray(image)
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise ValueError(f"OpenVLA takes uint8 (H, W, 3) RGB images, got {arr.dtype} {arr.shape}")
@@ -174,6 +177,8 @@ class ImagePreprocessor:
         for size, interp, mean, std in zip(self.cfg.input_sizes_px, self.cfg.interpolations, self.cfg.means,
                                            self.cfg.stds, strict=True):
             x = np.asarray(self._resize(img, size, interp), dtype=np.float32) / 255.0
+            if color_jitter is not None:
+                x = color_jitter.apply(torch.from_numpy(x.transpose(2, 0, 1).copy())).numpy().transpose(1, 2, 0)
             x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
             out.append(torch.from_numpy(x.transpose(2, 0, 1).copy()))
         return torch.cat(out, dim=0)
