@@ -233,3 +233,34 @@ def synthetic_frames(seed: int = 0, n: int = 24, hw: tuple[int, int] = (64, 80))
     actions[:, 6] = rng.integers(0, 2, n)
     tasks = ["put the cube in the bowl" if i % 2 else "open the drawer" for i in range(n)]
     return EpisodeFrames(images, actions, tasks, camera="front")
+
+
+def write_tiny_store(path, n_episodes: int = 2, n_steps: int = 6, hw: tuple[int, int] = (48, 64),
+                     task: str = "put the cube in the bowl", seed: int = 0):
+    """A real zarr trajectory store with `n_episodes` committed successful sim episodes of a front camera, state
+    and ee_delta actions (images a per-episode colour plus noise; actions depend on the state). Returns its path."""
+    from robot_stack.store import StoreSchema, TrajectoryStore
+    from robot_stack.types import rig_features
+
+    schema = StoreSchema(robot="wx250s", control_hz=5.0, action_space="ee_delta",
+                         features=rig_features({"front": hw}, n_joints=6), cameras=("front",))
+    store = TrajectoryStore.create(path, schema, fsync=False)
+    try:
+        for i in range(n_episodes):
+            rng = np.random.default_rng([seed, i])
+            ep: dict[str, np.ndarray] = {}
+            for key, spec in schema.features.items():
+                if spec.dtype == "uint8":
+                    colour = rng.integers(0, 256, 3)
+                    ep[key] = np.clip(colour + rng.integers(-20, 21, (n_steps, *spec.shape)), 0, 255).astype(np.uint8)
+                elif spec.dtype == "int64":
+                    ep[key] = np.arange(n_steps, dtype=np.int64) * 200_000_000
+            state = rng.normal(size=(n_steps, schema.features["observation.state"].shape[0])).astype(np.float32)
+            action = np.zeros((n_steps, 7), np.float32)
+            action[:, :6] = 0.02 * np.tanh(state[:, :6])
+            action[:, 6] = (state[:, 6] > 0).astype(np.float32)
+            ep["observation.state"], ep["action"] = state, action
+            store.append_episode(ep, {"task": task, "source": "sim", "success": True})
+    finally:
+        store.close()
+    return path

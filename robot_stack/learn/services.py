@@ -3,7 +3,8 @@
     cfg (composed hydra config) ─► SERVICES.get(cfg.learner.algo)(cfg, announce, on_progress) ─► service
                                    service.start() / stop() / join() / run()
 
-`bc` builds the bc_conv LearnerService (robot_stack.learn.bc); every algorithm registered in
+`bc` builds the bc_conv LearnerService (robot_stack.learn.bc); `openvla` the OpenVLA LoRA learner
+(robot_stack.policies.openvla.learner, recipe learner=openvla_lora); every algorithm registered in
 robot_stack.algos.base.ALGOS builds the RLLearnerService.
 """
 
@@ -40,6 +41,14 @@ def build_bc_service(cfg: Any, announce: Callable | None, on_progress: Callable 
     return LearnerService(str(cfg.store), str(cfg.checkpoints), LearnerConfig.from_dict(learner),
                           policy_type=str(cfg.policy.type), policy_config=policy_cfg, announce=announce,
                           on_progress=on_progress)
+
+
+@SERVICES.register("openvla")
+def build_openvla_service(cfg: Any, announce: Callable | None, on_progress: Callable | None) -> Any:
+    from robot_stack.policies.openvla.learner import OpenVLALearnerConfig, OpenVLALearnerService
+
+    return OpenVLALearnerService(str(cfg.store), str(cfg.checkpoints), OpenVLALearnerConfig.from_dict(_learner_dict(cfg)),
+                                 announce=announce, on_progress=on_progress)
 
 
 def build_rl_service(cfg: Any, announce: Callable | None, on_progress: Callable | None) -> Any:

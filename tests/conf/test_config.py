@@ -46,5 +46,10 @@ def test_every_learner_recipe_composes_into_its_algorithm_config(name):
     if d["algo"] == "bc":                                       # bc_conv trains through robot_stack.learn.bc
         LearnerConfig.from_dict(d)
         return
+    if d["algo"] == "openvla":                                  # robot_stack/policies/openvla/learner.py
+        from robot_stack.policies.openvla.learner import OpenVLALearnerConfig
+
+        OpenVLALearnerConfig.from_dict(d)
+        return
     rl = RLLearnerConfig.from_dict(d)
     algo_class(rl.algo).config_class.from_dict(rl.algo_config)

@@ -137,8 +137,10 @@ def wrap_distributed(policy: OpenVLAPolicy, strategy: str) -> torch.nn.Module:
 
 def finetune(policy: OpenVLAPolicy, frames: EpisodeFrames, cfg: FinetuneConfig,
              optimizer: torch.optim.Optimizer | None = None,
-             on_progress: Callable[[dict[str, float]], None] | None = None, start_step: int = 0) -> FinetuneResult:
-    """cfg.steps optimiser steps on frames; under torch.distributed each rank draws its own batches."""
+             on_progress: Callable[[dict[str, float]], None] | None = None, start_step: int = 0,
+             should_stop: Callable[[], bool] | None = None) -> FinetuneResult:
+    """cfg.steps optimiser steps on frames (fewer if should_stop() turns true: result.step says how many ran);
+    under torch.distributed each rank draws its own batches."""
     rank, world = _distributed()
     if cfg.strategy == "fsdp" and policy.config.lora_rank > 0:
         raise ValueError("FSDP is for full fine-tuning (lora_rank 0); LoRA trains ~1 % of the weights and uses "
@@ -149,11 +151,16 @@ def finetune(policy: OpenVLAPolicy, frames: EpisodeFrames, cfg: FinetuneConfig,
     if optimizer is None:
         optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=policy.config.lr,
                                       weight_decay=policy.config.weight_decay)
-    rng = np.random.default_rng([cfg.seed, rank])
+    # A resumed or next-version call (start_step > 0) draws new batches and augmentations, not the first ones again.
+    rng = np.random.default_rng([cfg.seed, rank, start_step] if start_step else [cfg.seed, rank])
     policy.train()
     history: list[dict[str, float]] = []
     t0 = time.monotonic()
+    done = 0
     for i in range(cfg.steps):
+        if should_stop is not None and should_stop():
+            log.info("fine-tuning stopped at step %d", start_step + i)
+            break
         batch = frames.sample(cfg.batch_size, rng)
         model_batch = policy.make_training_batch(batch[image_key(frames.camera)], batch[ACTION_KEY],
                                                  batch[TASK_KEY], rng)
@@ -163,6 +170,7 @@ def finetune(policy: OpenVLAPolicy, frames: EpisodeFrames, cfg: FinetuneConfig,
         optimizer.step()
         metrics = policy.training_metrics(loss, logits, targets)
         history.append(metrics)
+        done = i + 1
         step = start_step + i + 1
         if rank == 0 and (step % max(cfg.log_every_steps, 1) == 0 or i == cfg.steps - 1):
             report = {**{k: float(np.mean([h[k] for h in history[-cfg.log_every_steps:]])) for k in metrics},
@@ -172,7 +180,7 @@ def finetune(policy: OpenVLAPolicy, frames: EpisodeFrames, cfg: FinetuneConfig,
             if on_progress is not None:
                 on_progress(report)
     policy.eval()
-    return FinetuneResult(start_step + cfg.steps, history)
+    return FinetuneResult(start_step + done, history)
 
 
 def save_adapter(policy: OpenVLAPolicy, normalizer: Normalizer, schema: Any, root_dir: str | Path, version: int,
