@@ -264,3 +264,42 @@ def write_tiny_store(path, n_episodes: int = 2, n_steps: int = 6, hw: tuple[int,
     finally:
         store.close()
     return path
+
+
+def fsdp_finetune_worker(rank: int, world_size: int, base_dir: str, port: int, out_dir: str, steps: int) -> None:
+    """One rank of the world-size-2 CPU/gloo FULL fine-tune under FSDP2 (tests/policies/openvla/
+    test_distributed.py): ranks draw different batches; at the end each rank gathers the full weights
+    (DTensor.full_tensor) and writes them to out_dir/rank{rank}.safetensors with how far they moved."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    from robot_stack.policies.openvla.finetune import FinetuneConfig, finetune, fit_action_normalizer
+    from robot_stack.policies.openvla.policy import OpenVLAConfig, OpenVLAPolicy
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        torch.manual_seed(100 + rank)
+        frames = synthetic_frames(seed=7)
+        policy = OpenVLAPolicy(OpenVLAConfig(base_dir=base_dir, lora_rank=0, lr=1e-3,
+                                             deploy_task="put the cube in the bowl"),
+                               fit_action_normalizer(frames.actions))
+        before = {k: v.detach().clone() for k, v in policy.vla.state_dict().items()}
+        finetune(policy, frames, FinetuneConfig(steps=steps, batch_size=2, seed=rank, strategy="fsdp"))
+        # Parameters really sharded: a DTensor whose local shard holds about half the elements on this rank.
+        sharded = sum(1 for p in policy.vla.parameters()
+                      if hasattr(p, "to_local") and p.to_local().numel() < p.numel())
+        after = {}
+        for k, v in policy.vla.state_dict().items():
+            full = v.full_tensor() if hasattr(v, "full_tensor") else v
+            after[k] = full.detach().float().contiguous()
+        changed = max(float((after[k] - before[k].float()).abs().max()) for k in after)
+        save_file(after, f"{out_dir}/rank{rank}.safetensors",
+                  metadata={"changed": repr(changed), "sharded": str(sharded),
+                            "parameters": str(sum(1 for _ in policy.vla.parameters()))})
+    finally:
+        dist.destroy_process_group()

@@ -119,7 +119,7 @@ def wrap_distributed(policy: OpenVLAPolicy, strategy: str) -> torch.nn.Module:
         device_ids = [policy.device.index] if policy.device.type == "cuda" else None
         return DDP(policy, device_ids=device_ids)
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
 
         if policy.config.lora_rank > 0:
             raise ValueError("FSDP is for full fine-tuning (lora_rank 0); LoRA trains ~1 % of the weights and "
@@ -131,6 +131,10 @@ def wrap_distributed(policy: OpenVLAPolicy, strategy: str) -> torch.nn.Module:
         for layer in vla.language_model.model.layers:
             fully_shard(layer)
         fully_shard(vla)
+        # FSDP2 gathers the root's parameters (embeddings, projector, lm_head, ViT stems) in a hook on forward();
+        # the training loss enters through action_loss, so register it as a forward method too (otherwise:
+        # "aten.embedding.default got mixed torch.Tensor and DTensor").
+        register_fsdp_forward_method(vla, "action_loss")
         return policy
     raise ValueError(f"strategy {strategy!r}; use ddp or fsdp")
 
