@@ -4,7 +4,8 @@ Trains calql.yaml (state mode, the Tier 1b data: 100 episodes of put_cube_in_bow
 then scores 4 sampled policy actions per transition with every critic head and compares Q(s, a_pi) with the
 Monte-Carlo return G(s) the bound clips to, split by successful and failed trajectories and by G on successes.
 
-    python benchmarks/diag_calql_bound.py ALPHA STEPS SEED      # e.g. 5 6000 0  (~5 min on one core)
+    python benchmarks/diag_calql_bound.py ALPHA STEPS SEED [ALGO_JSON]   # e.g. 5 6000 0  (~5 min on one core)
+    python benchmarks/diag_calql_bound.py 5 6000 0 '{"n_backup_actions": 1}'  # other algo_config keys too
 
 Prints one JSON line (RESULT {...}) and appends it to benchmarks/results/calql_bound_diag.jsonl.
 """
@@ -23,13 +24,14 @@ import bench_learning as B  # noqa: E402
 def main() -> None:
     torch.set_num_threads(1)
     alpha, steps, seed = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     S = B.sizes(False)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         store = work / "store.zarr"
         B.generate_state(store, [B.TIER1B_TASK], S["t1b_episodes"], S["t1b_failure_share"], 3000 + seed)
         cfg = B.learner_cfg("calql", B.TIER1B_TASK, S, seed, offline_steps=steps, online=False)
-        cfg.algo_config = {**cfg.algo_config, "cql_alpha": alpha}
+        cfg.algo_config = {**cfg.algo_config, "cql_alpha": alpha, **extra}
         svc, train_s = B.offline(cfg, store, work, f"alpha {alpha}")
         pol, pool = svc.policy, svc.prior_pool
         a = pool.arrays
@@ -48,7 +50,7 @@ def main() -> None:
         qpi = np.concatenate(qpi)
         active = qpi < mc[:, None]
         ok = ~fail
-        res = {"alpha": alpha, "offline_steps": steps, "seed": seed, "train_s": train_s,
+        res = {"alpha": alpha, "algo_overrides": extra, "offline_steps": steps, "seed": seed, "train_s": train_s,
                "bound_rate": float(active.mean()), "share_success_transitions": float(ok.mean()),
                "bound_rate_success": float(active[ok].mean()), "bound_rate_failure": float(active[fail].mean()),
                "q_pi_success": float(qpi[ok].mean()), "mc_success": float(mc[ok].mean()),
