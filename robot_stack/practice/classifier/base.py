@@ -51,6 +51,12 @@ class SuccessClassifier(torch.nn.Module, abc.ABC):
     def preprocess(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> float (B, 3, h, w) as logits() wants it."""
 
+    def encode_frozen(self, images: torch.Tensor) -> torch.Tensor:
+        """What logits() computes from preprocessed images that training cannot change, done once per labelled frame
+        by train_classifier; logits() accepts its output in place of the images. Default: the images (the CNN trains
+        on pixels); a frozen pretrained backbone returns its embeddings, so training runs only the head."""
+        return images
+
     def task_index(self, languages: Sequence[str]) -> torch.Tensor:
         unknown = sorted({lang for lang in languages if lang not in self.tasks})
         if unknown:
@@ -69,7 +75,7 @@ class SuccessClassifier(torch.nn.Module, abc.ABC):
         self.eval()
         p = torch.sigmoid(self.logits(self.preprocess(images), self.task_index(list(languages))))
         self.train(was)
-        return p.float().numpy()
+        return p.float().cpu().numpy()
 
     def is_success(self, image: np.ndarray, language: str) -> tuple[bool, float]:
         p = float(self.success_probability(np.asarray(image)[None], [language])[0])
@@ -126,7 +132,7 @@ class SuccessClassifier(torch.nn.Module, abc.ABC):
 
 
 def make_classifier(backend: str, config: dict | Any, tasks: Sequence[str]) -> SuccessClassifier:
-    from robot_stack.practice.classifier import cnn  # noqa: F401  (registers the built-in backends)
+    from robot_stack.practice.classifier import cnn, vlm  # noqa: F401  (register the built-in backends)
 
     cls = CLASSIFIERS.get(backend)
     if isinstance(config, dict):
@@ -136,8 +142,12 @@ def make_classifier(backend: str, config: dict | Any, tasks: Sequence[str]) -> S
     return cls(config, tasks)
 
 
-def load_classifier(path: str | Path) -> SuccessClassifier:
-    """A saved classifier; every file's sha256 checked against the manifest first (a message names a bad file)."""
+def load_classifier(path: str | Path, overrides: dict | None = None) -> SuccessClassifier:
+    """A saved classifier; every file's sha256 checked against the manifest first (a message names a bad file).
+
+    overrides: config fields that may differ on this machine, e.g. {"pretrained_dir": ..., "device": "cuda"} for a
+    vlm classifier whose base lives elsewhere here (the backend still refuses a base that is not the one it was
+    trained on)."""
     from safetensors.torch import load_file
 
     from robot_stack.policies.checkpoint import sha256_file
@@ -162,7 +172,7 @@ def load_classifier(path: str | Path) -> SuccessClassifier:
     cfg = json.loads((path / CONFIG_FILE).read_text())
     if cfg.get("format") != FORMAT:
         raise ClassifierError(f"{path / CONFIG_FILE}: format {cfg.get('format')!r} is not {FORMAT!r}; retrain it")
-    clf = make_classifier(cfg["backend"], cfg["config"], cfg["tasks"])
+    clf = make_classifier(cfg["backend"], {**cfg["config"], **(overrides or {})}, cfg["tasks"])
     clf.restore_extra(cfg)
     state = load_file(str(path / WEIGHTS_FILE))
     missing, unexpected = clf.load_state_dict(state, strict=False)

@@ -49,7 +49,10 @@ def train_classifier(store, tasks: Sequence[str], backend: str = "cnn", config: 
     if len(pos) == 0 or len(neg) == 0:
         raise ValueError(f"need both successes and failures to train on (got {len(pos)} positive, {len(neg)} negative "
                          "frames); collect successful demonstrations and some failed attempts")
-    frames = clf.preprocess(read_frames(store, key, ex.step))  # every labelled frame once, in memory
+    # Every labelled frame once, in memory, preprocessed in slices (a 224 px base's pixels are 0.6 MB a frame) and
+    # reduced to what training can change (a frozen backbone's embeddings; the CNN's pixels).
+    raw = read_frames(store, key, ex.step)
+    frames = torch.cat([clf.encode_frozen(clf.preprocess(raw[i:i + 256])) for i in range(0, len(raw), 256)])
     params = [p for p in clf.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     clf.train()
@@ -57,8 +60,9 @@ def train_classifier(store, tasks: Sequence[str], backend: str = "cnn", config: 
     half = batch_size // 2
     for step in range(1, steps + 1):
         idx = np.concatenate([rng.choice(pos, half), rng.choice(neg, batch_size - half)])  # balanced: few successes
-        target = torch.from_numpy(labels[idx]).float()
-        loss = F.binary_cross_entropy_with_logits(clf.logits(frames[idx], torch.from_numpy(ex.task[idx])), target)
+        logits = clf.logits(frames[idx], torch.from_numpy(ex.task[idx]))
+        target = torch.from_numpy(labels[idx]).float().to(logits.device)
+        loss = F.binary_cross_entropy_with_logits(logits, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
