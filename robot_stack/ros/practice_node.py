@@ -255,7 +255,9 @@ def build(cfg):
     else:
         from robot_stack.practice.classifier import load_classifier
 
-        judge = ClassifierJudge(load_classifier(Path(judge_spec)))
+        base_dir = str(p.judge_base_dir)   # a vlm classifier's base, when it lives elsewhere on this machine
+        overrides = {"pretrained_dir": base_dir} if base_dir else None
+        judge = ClassifierJudge(load_classifier(Path(judge_spec), overrides=overrides))
     config = PracticeConfig(horizon_steps=int(p.horizon_steps), max_attempts=int(p.max_attempts) or None,
                             window=int(p.window), stuck_attempts=int(p.stuck_attempts),
                             scheduled_reset_steps=int(p.scheduled_reset_steps))

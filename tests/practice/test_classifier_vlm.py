@@ -30,6 +30,15 @@ FW, BW = "put the cube in the bowl", "take the cube out of the bowl"
 IMAGES = "observation.images.front"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    # Hundreds of tiny head steps: with two threads on two shared cores each op waits on the other thread (~10x).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def siglip_dir(tmp_path_factory):
     # 4 px patches: the cube is 1-2 pixels of a 32 px frame, and a random tower keeps it only in small patches
@@ -128,7 +137,8 @@ def test_vlm_learns_held_out_episodes_and_a_shuffled_label_control_does_not(stor
     clf = train_classifier(store, (FW, BW), **kw)
     shuffled = train_classifier(store, (FW, BW), shuffle_labels=True, **kw)
     acc, acc_shuffled = _balanced_accuracy(clf, store, held_out), _balanced_accuracy(shuffled, store, held_out)
-    # measured 0.93 vs 0.54 (8 held-out episodes, 15 positive frames; 300 head-only steps, ~1 s)
+    # measured 0.93 vs 0.59 (8 held-out episodes, 15 of 129 frames positive; 300 head-only steps, ~1 s). The random
+    # tower's features limit it, not the head: base seeds 1 and 2 give 0.77 and 0.93 (shuffled 0.54, 0.56).
     assert acc >= 0.85 and acc_shuffled < acc - 0.2, (acc, acc_shuffled)
     assert set(evaluate_classifier(clf, store, held_out)) == {FW, BW}
     assert _base_weights_unchanged(clf, siglip_dir)

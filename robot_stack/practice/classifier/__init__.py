@@ -2,6 +2,8 @@
 
     base.SuccessClassifier   interface, registry, sha256-checked checkpoint (save / load_classifier)
     cnn.CNNClassifier        the CPU default: a small FiLM-conditioned conv net
+    vlm.VLMClassifier        a local Hugging Face SigLIP/CLIP directory + a trained head (optionally LoRA); the
+                             checkpoint holds the head (+ adapter) and names its base by fingerprint
     data                     labelled frames from the store (final frames of successes; cross-task negatives)
     train                    train_classifier (balanced BCE; init= to continue), evaluate_classifier (FP/FN per task)
 """

@@ -5,6 +5,8 @@
         against the sim's ground truth (`true_success`) where recorded, else the episode's label (RoboFuME Table II)
 
 `init=` continues from an existing classifier (practice adds attempts; a person corrects some labels).
+backend="vlm", config={"pretrained_dir": <local SigLIP/CLIP dir>} trains the vision-language backend (vlm.py); with
+its base frozen every frame goes through the vision tower once and the steps train only the head.
 """
 
 from __future__ import annotations
