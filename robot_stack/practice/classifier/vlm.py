@@ -145,7 +145,9 @@ class VLMClassifier(SuccessClassifier):
         base = Path(config.pretrained_dir).expanduser()
         if not base.is_dir():
             raise ClassifierError(f"vlm classifier: pretrained_dir {base} is not a directory; copy the SigLIP/CLIP "
-                                  "checkpoint there (nothing is downloaded) or point pretrained_dir at it")
+                                  "checkpoint there (nothing is downloaded) or point pretrained_dir at it (a saved "
+                                  "classifier: load_classifier(path, overrides={'pretrained_dir': ...}), or "
+                                  "practice.judge_base_dir=...)")
         model_type = _read_json(base / "config.json").get("model_type")
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise ClassifierError(f"{base / 'config.json'}: model_type {model_type!r} is not one of "
