@@ -43,21 +43,43 @@ def _tiny_tokenizer(texts: Sequence[str]):
                                    eos_token="</s>", model_max_length=TEXT_CONTEXT)
 
 
+def _tiny_sentencepiece_tokenizer(texts: Sequence[str], workdir: Path):
+    """SigLIP's released tokenizer: SiglipTokenizer over a SentencePiece model (spiece.model, no tokenizer.json),
+    trained here on the instructions (pad 0, </s> 1, <unk> 2, no <s>: SigLIP appends </s> and pools the last
+    position of the padded text)."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(list(texts) * 20), model_prefix=str(workdir / "spiece"),
+                                   vocab_size=60, model_type="unigram", hard_vocab_limit=False, minloglevel=2,
+                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
+                                   unk_piece="<unk>")
+    return SiglipTokenizer(vocab_file=str(workdir / "spiece.model"), model_max_length=TEXT_CONTEXT)
+
+
 def build_tiny_image_text_model(path: str | Path, model_type: str = "siglip", image_size_px: int = 32,
                                 patch_size_px: int = 8, hidden_dim: int = 32, layers: int = 2, seed: int = 0,
-                                texts: Sequence[str] = INSTRUCTIONS) -> Path:
-    """Write a tiny random `model_type` ("siglip" | "clip") checkpoint directory to `path`; returns it."""
+                                texts: Sequence[str] = INSTRUCTIONS, sentencepiece: bool = False) -> Path:
+    """Write a tiny random `model_type` ("siglip" | "clip") checkpoint directory to `path`; returns it.
+
+    sentencepiece: give a SigLIP base the released layout's tokenizer (spiece.model + SiglipTokenizer) instead of
+    a tokenizer.json."""
     import torch
     from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
     if model_type not in ("siglip", "clip"):
         raise ValueError(f"model_type must be 'siglip' or 'clip', got {model_type!r}")
     path = Path(path)
-    tokenizer = _tiny_tokenizer(texts)
+    if sentencepiece and model_type != "siglip":
+        raise ValueError("sentencepiece=True is SigLIP's released tokenizer; CLIP ships a BPE tokenizer.json")
+    tokenizer = (_tiny_sentencepiece_tokenizer(texts, path.parent / f".{path.name}_spm") if sentencepiece
+                 else _tiny_tokenizer(texts))
     common = {"hidden_size": hidden_dim, "intermediate_size": 2 * hidden_dim, "num_hidden_layers": layers,
               "num_attention_heads": 2}
-    text = {**common, "vocab_size": len(tokenizer), "max_position_embeddings": TEXT_CONTEXT, "pad_token_id": 0,
-            "bos_token_id": 2, "eos_token_id": 3}
+    specials = ({"pad_token_id": 0, "eos_token_id": 1} if sentencepiece
+                else {"pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3})
+    text = {**common, "vocab_size": len(tokenizer), "max_position_embeddings": TEXT_CONTEXT, **specials}
     vision = {**common, "image_size": image_size_px, "patch_size": patch_size_px}
     torch.manual_seed(seed)
     if model_type == "siglip":

@@ -102,6 +102,21 @@ def test_an_untrained_classifier_is_the_bases_zero_shot_match(model_type, tmp_pa
     np.testing.assert_allclose(clf.success_probability(images, [FW] * 3), expected, atol=1e-5)
 
 
+def test_a_siglip_base_with_the_released_sentencepiece_tokenizer_loads(tmp_path):
+    """Released SigLIP v1 directories ship spiece.model (SiglipTokenizer), not tokenizer.json."""
+    from transformers import AutoTokenizer
+
+    base = build_tiny_image_text_model(tmp_path / "siglip_spm", "siglip", sentencepiece=True)
+    assert (base / "spiece.model").is_file() and not (base / "tokenizer.json").exists()
+    assert type(AutoTokenizer.from_pretrained(base, local_files_only=True)).__name__ == "SiglipTokenizer"
+    clf = make_classifier("vlm", {"pretrained_dir": str(base)}, (FW, BW))
+    images = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    p = clf.success_probability(images, [FW, BW])
+    assert p.shape == (2,) and np.all((p > 0) & (p < 1))
+    # The two instructions tokenize differently, so their zero-shot scores on the same image differ.
+    assert clf.success_probability(images[:1], [FW])[0] != clf.success_probability(images[:1], [BW])[0]
+
+
 def test_the_preprocessing_is_the_bases_own_image_processor(siglip_dir):
     from transformers.models.siglip import SiglipImageProcessorPil
 
