@@ -172,6 +172,13 @@ def write_report(cells: list[dict], S: dict, out_dir: Path) -> None:
         if rates:
             L.append(f"- **{m}**: mean success {np.mean(rates):.2f} over {len(rates)} seed(s) "
                      f"(min {min(rates):.2f}, max {max(rates):.2f}).")
+    cost = {m: [c["train_s"] / c["updates"] * 1e3 for c in ok if c["method"] == m and c["updates"]] for m in METHODS}
+    if all(cost.values()):
+        pc = next(c["policy_config"] for c in ok if c["method"] == "diffusion")
+        L.append(f"- Training cost on this shared 2-core machine (one torch thread, other jobs running): diffusion "
+                 f"{np.mean(cost['diffusion']):.0f} ms per update (a conv UNet on {pc['horizon']}-step chunks, batch "
+                 f"{S['batch']}), bc_actor {np.mean(cost['bc']):.1f} ms (an MLP on single actions). Acting: one "
+                 f"{pc['num_inference_steps']}-step DDIM chunk every {pc['n_action_steps']} control ticks.")
     curves = [c for c in ok if c["method"] == "diffusion" and len(c.get("curve", [])) > 1]
     if curves:
         L += ["", "Diffusion learning curve (success on the same resets after n updates):", "",
