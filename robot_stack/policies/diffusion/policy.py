@@ -4,7 +4,7 @@ real-stanford/diffusion_policy and huggingface/lerobot's diffusion policy, re-wr
     obs history o_{t-T_o+1..t}, each {images (H, W, 3) uint8 per camera, state (S,), [environment state (E,)]}
       ─► per frame: images ─► [train: crop + colour jitter] ─► ImageEncoder (resnet + SLE + bottleneck) ⊕ low-dim
                     state mode (`arch: none`): standardised [state, env state] ─► LowDimEncoder
-         (both are actor_critic's `encode`, the same encoders as the RL policies)
+         (the RL policies' encoder modules, composed as actor_critic composes them)
       ─► concat over T_o ─► obs_cond (B, T_o · Z)
     training:  chunk a_{t-T_o+1 .. t-T_o+T_p} (physical) ─► [-1, 1] (normaliser; gripper 2g − 1, a binary ±1)
                ─► ε-prediction loss of the 1-D conv UNet (unet.py) at a random DDPM step (scheduler.py)
@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_stack.policies.actor_critic import STATE_ARCH, encode, make_encoder
+from robot_stack.policies.actor_critic import STATE_ARCH, LowDimEncoder
 from robot_stack.policies.base import POLICIES, Policy, PolicyConfig
 from robot_stack.policies.diffusion.scheduler import NoiseSchedule
 from robot_stack.policies.diffusion.unet import ConditionalUnet1d
-from robot_stack.policies.encoders import EncoderSpec, augment
+from robot_stack.policies.encoders import EncoderSpec, ImageEncoder, augment
 from robot_stack.policies.gripper import GripperHold
 from robot_stack.policies.normalizer import Normalizer
 from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, image_key
@@ -52,7 +52,7 @@ from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, image_key
 @dataclass
 class DiffusionConfig(PolicyConfig):
     cameras: tuple[str, ...] = ("front", "wrist")
-    # Observation encoder: the field names and meaning of ActorCriticConfig's, so actor_critic's encoders build it.
+    # Observation encoder: the fields and meaning of ActorCriticConfig's (the same encoder modules).
     arch: str = "resnet18"                  # resnet18 | resnet34 | resnet_tiny (tests) | none (state mode)
     base_width: int = 64
     norm_groups: int = 4
@@ -120,7 +120,10 @@ class DiffusionNet(nn.Module):
 
     def __init__(self, cfg: DiffusionConfig, low_dim: int, action_dim: int):
         super().__init__()
-        self.encoder = make_encoder(cfg, low_dim, 0)     # type: ignore[arg-type]  (duck-typed ActorCriticConfig)
+        # Built from the modules, not actor_critic.make_encoder: that helper takes an ActorCriticConfig and grows
+        # fields of its own (task conditioning), which a diffusion config should not have to mirror.
+        self.encoder = LowDimEncoder(low_dim, cfg.latent_dim) if cfg.state_mode else \
+            ImageEncoder(cfg.encoder_spec(), cfg.cameras)
         per_frame = cfg.latent_dim + (0 if cfg.state_mode else low_dim)
         self.obs_cond_dim = cfg.n_obs_steps * per_frame
         self.unet = ConditionalUnet1d(action_dim, self.obs_cond_dim, tuple(cfg.down_dims), cfg.kernel_size,
@@ -222,7 +225,13 @@ class DiffusionPolicy(Policy):
             state = state + cfg.low_dim_noise_std * torch.randn_like(state)
             if env_state is not None:
                 env_state = env_state + cfg.low_dim_noise_std * torch.randn_like(env_state)
-        z = encode(cfg, net.encoder, {"images": images, "state": state, "env_state": env_state}, None)  # type: ignore[arg-type]
+        low = [x for x, used in ((state, cfg.use_state), (env_state, cfg.use_environment_state)) if used]
+        low_dim = torch.cat(low, dim=-1) if low else None
+        if cfg.state_mode:
+            z = net.encoder(low_dim)
+        else:
+            z = net.encoder(images)
+            z = z if low_dim is None else torch.cat([z, low_dim], dim=-1)
         return z.reshape(b, -1)
 
     def _with_history_axis(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
