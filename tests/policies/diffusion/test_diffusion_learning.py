@@ -23,10 +23,16 @@ from robot_stack.types import ACTION_KEY, GRIPPER_INDEX, STATE_KEY
 
 MODE_M = 0.01            # the two modes: dx = ±1 cm per step
 BIMODAL_STEPS = 600
-STEPS, THRESHOLD = 800, 0.5   # point mass: measured 0.80 / 0.80 success (learner seeds 0 / 1) after 800 updates
+# Point mass: after 800 updates of batch 32, measured success 0.73 / 0.83 / 0.63 (learner seeds 0 / 1 / 2; batch 64:
+# 0.80 / 0.80 at twice the time).
+STEPS, BATCH, THRESHOLD = 800, 32, 0.5
 TINY = {"arch": "none", "cameras": [], "use_state": True, "use_environment_state": False, "latent_dim": 16,
         "down_dims": [16, 32], "step_embed_dim": 16, "unet_groups": 4, "horizon": 8, "n_action_steps": 4,
         "num_inference_steps": 10, "lr": 1e-3}
+
+
+# A few fixed observations (seen in training, so the test probes multi-modality, not generalisation).
+OBSERVATIONS = np.random.default_rng(123).normal(size=(8, STATE_DIM)).astype(np.float32)
 
 
 def bimodal_batch(rng: np.random.Generator, b: int, horizon: int) -> dict[str, torch.Tensor]:
@@ -35,12 +41,12 @@ def bimodal_batch(rng: np.random.Generator, b: int, horizon: int) -> dict[str, t
     action = np.zeros((b, horizon, 7), np.float32)
     action[..., 0] = sign * MODE_M + rng.normal(0.0, 0.0005, (b, horizon))
     action[..., GRIPPER_INDEX] = 1.0
-    state = rng.normal(size=(b, 2, STATE_DIM)).astype(np.float32)
+    state = OBSERVATIONS[rng.integers(0, len(OBSERVATIONS), b)][:, None].repeat(2, axis=1)
     return {STATE_KEY: torch.from_numpy(state), ACTION_KEY: torch.from_numpy(action)}
 
 
-def fit(policy, batches, steps: int) -> None:
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-3)
+def fit(policy, batches, steps: int, lr: float = 1e-3) -> None:
+    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=lr)
     policy.train()
     for _ in range(steps):
         loss, _ = policy.compute_loss(next(batches))
@@ -63,14 +69,15 @@ def test_diffusion_samples_both_modes_where_mse_bc_averages_them():
         while True:
             yield bimodal_batch(rng, 64, TINY["horizon"])
 
-    fit(diffusion, chunks(), BIMODAL_STEPS)
-    obs = {STATE_KEY: rng.normal(size=STATE_DIM).astype(np.float32)}
+    fit(diffusion, chunks(), BIMODAL_STEPS, lr=3e-3)
+    obs = {STATE_KEY: OBSERVATIONS[0]}
     torch.manual_seed(1)
     dx = diffusion.sample_actions(obs, 200)[:, 0]
     share_plus = float(np.mean(dx > 0))
     between = float(np.mean(np.abs(dx) < MODE_M / 2))
-    # Measured (seed 0): after 400 updates 0.49 of samples in the + mode and 0.17 between the modes (|dx| < 5 mm),
-    # after 800 updates 0.46 and 0.08; MSE-BC below puts every action between them.
+    # Measured after 600 updates at lr 3e-3 (seeds 0 / 1 / 2 of data + init): 0.44 / 0.42 / 0.52 of the samples in
+    # the + mode, 0.06 / 0.16 / 0.16 between the modes (|dx| < 5 mm); at lr 1e-3 seed 1 still had 0.42 between, so
+    # the budget is tight and the test runs seed 0. MSE-BC below puts every action between the modes.
     assert 0.2 <= share_plus <= 0.8, f"diffusion collapsed onto one mode: {share_plus:.2f} of samples at +1 cm"
     assert between <= 0.3, f"{between:.2f} of diffusion samples fall between the modes"
 
@@ -84,8 +91,7 @@ def test_diffusion_samples_both_modes_where_mse_bc_averages_them():
             yield {STATE_KEY: b[STATE_KEY][:, -1], ACTION_KEY: b[ACTION_KEY][:, 0]}
 
     fit(mse_bc, frames(), 400)
-    bc_dx = np.array([mse_bc.select_action({STATE_KEY: rng.normal(size=STATE_DIM).astype(np.float32)})[0]
-                      for _ in range(20)])
+    bc_dx = np.array([mse_bc.select_action({STATE_KEY: o})[0] for o in OBSERVATIONS])
     # MSE's optimum is the mean of the modes: every BC action is nearer 0 than either mode (measured |dx| < 1 mm).
     assert np.all(np.abs(bc_dx) < MODE_M / 2), f"MSE-BC did not average the modes: dx {bc_dx}"
 
@@ -114,7 +120,7 @@ def test_diffusion_learns_point_mass_reach_and_grasp_from_ten_demos(point_mass_d
     # One UNet level, 4-step chunks with 2 executed: point-mass episodes are 3-8 steps long.
     config = {**TINY, "use_environment_state": True, "latent_dim": 32, "down_dims": [32], "horizon": 4,
               "n_action_steps": 2}
-    cfg = LearnerConfig(sources=("sim",), batch_size=64, seed=0, log_every_steps=10**6)
+    cfg = LearnerConfig(sources=("sim",), batch_size=BATCH, seed=0, log_every_steps=10**6)
     with TrajectoryStore.open(point_mass_demos, mode="r") as store:
         untrained = train_bc(store, cfg, 0, policy_type="diffusion", policy_config=config).policy
         assert point_mass_success(untrained) <= 0.2

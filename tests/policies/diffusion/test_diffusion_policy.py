@@ -219,3 +219,19 @@ def test_image_mode_normaliser_without_env_state_is_refused_for_env_config():
     no_env = Normalizer(n.action_q01, n.action_q99, n.state_mean, n.state_std)
     with pytest.raises(ValueError, match="environment-state statistics"):
         make_policy("diffusion", TINY_STATE, no_env)
+
+
+@pytest.mark.parametrize("recipe", ["diffusion", "diffusion_state"])
+def test_shipped_policy_recipes_compose_into_a_diffusion_config(recipe):
+    from omegaconf import OmegaConf
+
+    from robot_stack.conf import load_config
+    from robot_stack.learn.bc import LearnerConfig
+    from robot_stack.policies.diffusion import DiffusionConfig
+
+    cfg = load_config(["learner=diffusion", f"policy={recipe}"])
+    assert cfg.policy.type == "diffusion"
+    config = DiffusionConfig.from_dict(OmegaConf.to_container(cfg.policy.config, resolve=True))
+    config.validate()
+    learner = {k: v for k, v in OmegaConf.to_container(cfg.learner, resolve=True).items() if k != "torch_threads"}
+    assert LearnerConfig.from_dict(learner).algo == "bc"
