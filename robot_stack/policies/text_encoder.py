@@ -5,8 +5,9 @@
 
 - `hashing`: built-in, dependency-free signed feature hashing of lower-cased words and word bigrams, L2-normalised.
   Deterministic across processes (sha1, not Python's salted `hash`). For tests and small task sets.
-- `hf_local`: a LOCAL Hugging Face checkpoint directory (nothing is downloaded). With `transformers` installed it
-  runs AutoTokenizer + AutoModel and mean-pools the last hidden state over the attention mask. Without it, it reads
+- `hf_local`: a LOCAL Hugging Face checkpoint directory (nothing is downloaded). With `transformers` installed and a
+  full model directory (config.json) it runs AutoTokenizer + AutoModel and mean-pools the last hidden state over the
+  attention mask. Without either, it reads
   the input word-embedding table from the directory's `model.safetensors` and the vocabulary from `vocab.txt`
   (WordPiece, BERT-style) or `tokenizer.json` (`model.vocab`) and mean-pools the static token embeddings — a weaker
   but dependency-free fallback that is logged as such.
@@ -103,12 +104,16 @@ class LocalHFTextEncoder(TextEncoder):
         self.dir = Path(config.path)
         try:
             import transformers  # noqa: F401
+            why_static = None if (self.dir / "config.json").is_file() else "it has no config.json (not a full model)"
+        except ImportError:
+            why_static = "transformers is not installed"
+        if why_static is None:
             self._backend = "transformers"
             self._load_transformers()
-        except ImportError:
+        else:
             self._backend = "static"
-            log.warning("transformers is not installed: %s is used as a static word-embedding bag (mean of input "
-                        "token embeddings), not the full model", self.dir)
+            log.warning("%s: %s is used as a static word-embedding bag (mean of input token embeddings), not the "
+                        "full model", why_static, self.dir)
             self._load_static()
 
     def _load_transformers(self) -> None:
