@@ -82,6 +82,10 @@ class ActorCriticConfig(PolicyConfig):
     deploy_task: str | None = None              # the task select_action conditions on (default tasks[0])
     task_embedding_dim: int = 0                 # language: the text encoder's D (filled by the learner)
     film: bool = True                           # language: FiLM per residual block
+    # State mode: the task embedding also enters the low-dim encoder's input (its first layer), not only the MLPs.
+    # With object state for every object in the scene the encoder must pick the task's objects; behind a one-layer
+    # tanh bottleneck that sees no task, multi-task BC underfits (learning_findings.md, PTR re-diagnosis).
+    condition_low_dim_encoder: bool = False
     log_std_multiplier: float = 1.0             # log_std = multiplier·raw + offset (§0)
     log_std_offset: float = -1.0
     critic_final_init_scale: float = 1e-2
@@ -222,14 +226,17 @@ def low_dim_input(cfg: ActorCriticConfig, o: dict[str, Any]) -> torch.Tensor | N
 
 
 def make_encoder(cfg: ActorCriticConfig, low_dim: int, film_dim: int) -> nn.Module:
-    return LowDimEncoder(low_dim, cfg.latent_dim) if cfg.state_mode else ImageEncoder(cfg.encoder_spec(), cfg.cameras,
-                                                                                       film_dim)
+    if cfg.state_mode:
+        return LowDimEncoder(low_dim + (cfg.cond_dim() if cfg.condition_low_dim_encoder else 0), cfg.latent_dim)
+    return ImageEncoder(cfg.encoder_spec(), cfg.cameras, film_dim)
 
 
 def encode(cfg: ActorCriticConfig, encoder: nn.Module, o: dict[str, Any], film: torch.Tensor | None) -> torch.Tensor:
     """Prepared obs -> the latent the MLPs read: state mode z = encoder(low-dim); image mode [encoder(images), low-dim]."""
     low = low_dim_input(cfg, o)
     if cfg.state_mode:
+        if cfg.condition_low_dim_encoder and o["cond"] is not None:
+            low = torch.cat([low, o["cond"]], dim=-1)
         return encoder(low)
     z = encoder(o["images"], film)
     return z if low is None else torch.cat([z, low], dim=-1)

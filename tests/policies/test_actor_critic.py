@@ -135,7 +135,8 @@ def test_text_encoders(tmp_path):
     assert e.shape == (3, 32)
     torch.testing.assert_close(e[0], e[1])
     assert float(e[0] @ e[2]) < 0.99 and float(e[0].norm()) == pytest.approx(1.0)
-    # A local HF-format directory without transformers: safetensors word embeddings + vocab.txt (static bag).
+    # A local directory that is not a full model (no config.json): safetensors word embeddings + vocab.txt, read as
+    # a static word-embedding bag whether or not transformers is installed.
     from safetensors.torch import save_file
 
     vocab = ["[PAD]", "put", "cube", "bowl", "##s"]
@@ -143,16 +144,29 @@ def test_text_encoders(tmp_path):
     table = torch.eye(5, 6)
     save_file({"embeddings.word_embeddings.weight": table}, str(tmp_path / "model.safetensors"))
     local = make_text_encoder({"name": "hf_local", "path": str(tmp_path)})
-    try:
-        import transformers  # noqa: F401
-        pytest.skip("transformers is installed: the static fallback is not used")
-    except ImportError:
-        pass
+    assert local._backend == "static"
     out = local.encode(["put cubes"])
     # put -> row 1, cubes -> cube + ##s -> rows 2, 4: mean of three one-hot rows.
     torch.testing.assert_close(out[0], (table[1] + table[2] + table[4]) / 3)
     with pytest.raises(FileNotFoundError):
         make_text_encoder({"name": "hf_local", "path": str(tmp_path / "missing")})
+
+
+def test_hf_local_text_encoder_runs_a_full_local_model(tmp_path):
+    """A full HF directory (config.json + weights + tokenizer, here a tiny random BERT saved offline) runs through
+    transformers: mean-pooled last hidden state, one row per text, different texts -> different rows."""
+    transformers = pytest.importorskip("transformers")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "put", "take", "the", "cube", "in", "out", "of", "bowl"]
+    (tmp_path / "vocab.txt").write_text("\n".join(words))
+    transformers.BertTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    torch.manual_seed(0)
+    cfg = transformers.BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, max_position_embeddings=32)
+    transformers.BertModel(cfg).save_pretrained(tmp_path, safe_serialization=True)
+    enc = make_text_encoder({"name": "hf_local", "path": str(tmp_path)})
+    assert enc._backend == "transformers" and enc.dim == 16
+    e = enc.encode(["put the cube in the bowl", "take the cube out of the bowl"])
+    assert e.shape == (2, 16) and torch.isfinite(e).all() and not torch.allclose(e[0], e[1])
 
 
 def _state_policy(noise: float = 0.0, **extra):
@@ -232,3 +246,26 @@ def test_state_mode_refuses_inconsistent_configs():
         make_policy("actor_critic", {"arch": "none", "cameras": ["front"], "use_state": True}, norm)
     with pytest.raises(ValueError, match="low-dimensional input"):
         make_policy("actor_critic", {"arch": "none", "cameras": []}, norm)
+
+
+def test_condition_low_dim_encoder_feeds_the_task_to_the_state_encoder():
+    """condition_low_dim_encoder: the one-hot enters the first layer of both state encoders, so the same state
+    under two tasks gives two latents (without it the latent ignores the task; only the MLPs see it)."""
+    tasks = ("put the cube in the bowl", "put the green block in the pot")
+    for flag in (False, True):
+        policy, obs = _state_policy(tasks=tasks, condition_low_dim_encoder=flag)
+        assert policy.actor_encoder.proj.in_features == 30 + (2 if flag else 0)
+        assert policy.critic.encoder.proj.in_features == policy.actor_encoder.proj.in_features
+        policy.eval()
+        batch = {k: torch.as_tensor(v).unsqueeze(0).repeat(2, 1) for k, v in obs.items()}
+        batch["task_index"] = torch.tensor([0, 1])
+        o = policy.prepare_obs(batch)
+        z_actor = policy.actor_encoder(torch.cat([o["state"], o["env_state"]] + ([o["cond"]] if flag else []), -1))
+        z_critic = policy.critic_latent(o)
+        assert torch.allclose(z_critic[0], z_critic[1]) is (not flag)
+        assert torch.allclose(z_actor[0], z_actor[1]) is (not flag)
+        # The deployed task conditions select_action through the encoder too.
+        policy.config.deploy_task = tasks[0]
+        a0 = policy.select_action(obs)
+        policy.config.deploy_task = tasks[1]
+        assert a0.shape == policy.select_action(obs).shape == (7,)
