@@ -102,13 +102,7 @@ class ActorCriticConfig(PolicyConfig):
         return self.arch == STATE_ARCH
 
     def validate(self) -> None:
-        if self.state_mode:
-            if self.cameras:
-                raise ValueError(f"arch=none (state mode) reads no cameras; set cameras: [] (got {list(self.cameras)})")
-            if not (self.use_state or self.use_environment_state):
-                raise ValueError("arch=none needs low-dimensional input: set use_state and/or use_environment_state")
-        elif not self.cameras:
-            raise ValueError(f"arch={self.arch!r} needs at least one camera; for state-only input use arch: none")
+        validate_inputs(self)
 
     def cond_dim(self) -> int:
         if self.conditioning not in CONDITIONINGS:
@@ -120,6 +114,19 @@ class ActorCriticConfig(PolicyConfig):
         if self.task_embedding_dim <= 0:
             raise ValueError("conditioning=language needs task_embedding_dim > 0 (the text encoder's size)")
         return self.task_embedding_dim
+
+
+def validate_inputs(cfg: Any) -> None:
+    """A policy config's observation inputs are consistent (any config with arch, cameras, use_state and
+    use_environment_state: actor_critic, diffusion): state mode reads no camera and some low-dim input; an image
+    arch reads at least one camera."""
+    if cfg.arch == STATE_ARCH:
+        if cfg.cameras:
+            raise ValueError(f"arch=none (state mode) reads no cameras; set cameras: [] (got {list(cfg.cameras)})")
+        if not (cfg.use_state or cfg.use_environment_state):
+            raise ValueError("arch=none needs low-dimensional input: set use_state and/or use_environment_state")
+    elif not cfg.cameras:
+        raise ValueError(f"arch={cfg.arch!r} needs at least one camera; for state-only input use arch: none")
 
 
 def _mlp(dims: list[int]) -> nn.Sequential:

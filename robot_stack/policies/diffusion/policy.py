@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robot_stack.policies.actor_critic import STATE_ARCH, LowDimEncoder
+from robot_stack.policies.actor_critic import STATE_ARCH, LowDimEncoder, validate_inputs
 from robot_stack.policies.base import POLICIES, Policy, PolicyConfig
 from robot_stack.policies.diffusion.scheduler import NoiseSchedule
 from robot_stack.policies.diffusion.unet import ConditionalUnet1d
@@ -100,13 +100,7 @@ class DiffusionConfig(PolicyConfig):
                            self.latent_dim, self.image_size_px)
 
     def validate(self) -> None:
-        if self.state_mode:
-            if self.cameras:
-                raise ValueError(f"arch=none (state mode) reads no cameras; set cameras: [] (got {list(self.cameras)})")
-            if not (self.use_state or self.use_environment_state):
-                raise ValueError("arch=none needs low-dimensional input: set use_state and/or use_environment_state")
-        elif not self.cameras:
-            raise ValueError(f"arch={self.arch!r} needs at least one camera; for state-only input use arch: none")
+        validate_inputs(self)
         if self.n_obs_steps < 1 or self.n_action_steps < 1:
             raise ValueError(f"n_obs_steps ({self.n_obs_steps}) and n_action_steps ({self.n_action_steps}) must be >= 1")
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
