@@ -227,9 +227,11 @@ class PolicyRunner:
             self._gripper.reset()
 
     def _select(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        # The gripper decision is held in both modes (DESIGN.md §3): a greedy policy's gripper flickers too where its
+        # logit sits near 0 at the grasp, and loses the object (learning_findings.md, RLPD 18/30 -> 27/30 held).
         if self._explore:
             return self._gripper.apply(np.asarray(self._policy.sample_actions(obs, 1)[0], dtype=np.float32))
-        return self._policy.select_action(obs)
+        return self._gripper.apply(np.asarray(self._policy.select_action(obs), dtype=np.float32))
 
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
         active = self._active
