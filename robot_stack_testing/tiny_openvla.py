@@ -187,13 +187,25 @@ def random_image(seed: int = 0, hw: tuple[int, int] = (96, 128)) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*hw, 3), dtype=np.uint8)
 
 
+def _join_gloo_group(rank: int, world_size: int, port: int) -> None:
+    """This process joins a CPU (gloo) process group on loopback, one torch thread, seeded per rank (so only the
+    distributed strategy can make the ranks agree)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    torch.manual_seed(100 + rank)
+
+
 def ddp_finetune_worker(rank: int, world_size: int, base_dir: str, port: int, out_dir: str, steps: int) -> None:
     """One rank of the world-size-2 CPU/gloo LoRA test (tests/policies/openvla/test_distributed.py): every rank
     seeds differently (so only DDP's broadcast + gradient averaging can make them agree), trains on its own
     batches and writes its adapter to out_dir/rank{rank}.safetensors."""
-    import os
 
-    import torch
     import torch.distributed as dist
     from safetensors.torch import save_file
 
@@ -204,11 +216,8 @@ def ddp_finetune_worker(rank: int, world_size: int, base_dir: str, port: int, ou
     )
     from robot_stack.policies.openvla.policy import OpenVLAConfig, OpenVLAPolicy
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    _join_gloo_group(rank, world_size, port)
     try:
-        torch.manual_seed(100 + rank)
         frames = synthetic_frames(seed=7)
         policy = OpenVLAPolicy(OpenVLAConfig(base_dir=base_dir, lora_rank=4, deploy_task="put the cube in the bowl"),
                                fit_action_normalizer(frames.actions))
@@ -270,20 +279,15 @@ def fsdp_finetune_worker(rank: int, world_size: int, base_dir: str, port: int, o
     """One rank of the world-size-2 CPU/gloo FULL fine-tune under FSDP2 (tests/policies/openvla/
     test_distributed.py): ranks draw different batches; at the end each rank gathers the full weights
     (DTensor.full_tensor) and writes them to out_dir/rank{rank}.safetensors with how far they moved."""
-    import os
 
-    import torch
     import torch.distributed as dist
     from safetensors.torch import save_file
 
     from robot_stack.policies.openvla.finetune import FinetuneConfig, finetune, fit_action_normalizer
     from robot_stack.policies.openvla.policy import OpenVLAConfig, OpenVLAPolicy
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), HF_HUB_OFFLINE="1")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    _join_gloo_group(rank, world_size, port)
     try:
-        torch.manual_seed(100 + rank)
         frames = synthetic_frames(seed=7)
         policy = OpenVLAPolicy(OpenVLAConfig(base_dir=base_dir, lora_rank=0, lr=1e-3,
                                              deploy_task="put the cube in the bowl"),

@@ -19,14 +19,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _rank_outputs(out_dir) -> tuple[list[dict], list[dict]]:
+    """The tensors and metadata each rank wrote to out_dir/rank{r}.safetensors (ranks 0 and 1)."""
+    tensors, meta = [], []
+    for rank in (0, 1):
+        with safe_open(str(out_dir / f"rank{rank}.safetensors"), framework="pt") as f:
+            tensors.append({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118 - a safetensors handle
+            meta.append(f.metadata())
+    return tensors, meta
+
+
 def test_ddp_world_size_2_ends_with_identical_adapters(tiny_base, tmp_path):
     # Each rank seeds its LoRA init and its batches differently: equality needs DDP's broadcast + averaging.
     mp.spawn(ddp_finetune_worker, args=(2, str(tiny_base), _free_port(), str(tmp_path), 3), nprocs=2, join=True)
-    adapters, changed = [], []
-    for rank in (0, 1):
-        with safe_open(str(tmp_path / f"rank{rank}.safetensors"), framework="pt") as f:
-            adapters.append({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118 - a safetensors handle
-            changed.append(float(f.metadata()["changed"]))
+    adapters, meta = _rank_outputs(tmp_path)
+    changed = [float(m["changed"]) for m in meta]
     assert adapters[0].keys() == adapters[1].keys() and len(adapters[0]) > 0
     assert all(torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
     assert min(changed) > 0, "training must have moved the adapters"
@@ -36,11 +43,7 @@ def test_fsdp_full_finetune_world_size_2_ends_with_identical_full_weights_that_c
     # Each rank draws its own batches; FSDP2 shards every parameter, reduce-scatters the gradients and each rank
     # updates its shard; the weights gathered at the end (full_tensor) must be the same on both ranks.
     mp.spawn(fsdp_finetune_worker, args=(2, str(tiny_base), _free_port(), str(tmp_path), 2), nprocs=2, join=True)
-    weights, meta = [], []
-    for rank in (0, 1):
-        with safe_open(str(tmp_path / f"rank{rank}.safetensors"), framework="pt") as f:
-            weights.append({k: f.get_tensor(k) for k in f.keys()})  # noqa: SIM118 - a safetensors handle
-            meta.append(f.metadata())
+    weights, meta = _rank_outputs(tmp_path)
     assert weights[0].keys() == weights[1].keys() and len(weights[0]) > 100
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert all(float(m["changed"]) > 0 for m in meta), "training must have moved the weights"
