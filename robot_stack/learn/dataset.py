@@ -45,6 +45,7 @@ class FrameDataset:
         self._arrays: dict[str, np.ndarray] | None = None
         self.episode_ids: list[int] = []
         self._episode_of_frame: list[np.ndarray] = []
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None   # sample_window's per-frame episode rows
 
     @classmethod
     def from_store(cls, store: Any, episodes: Sequence[int], keys: Sequence[str]) -> FrameDataset:
@@ -66,7 +67,7 @@ class FrameDataset:
             self.episode_ids.append(i)
             added += n
         if new:
-            self._arrays = None  # re-concatenated lazily on the next access
+            self._arrays = self._bounds = None  # re-built lazily on the next access
             log.info("dataset: +%d episodes (+%d frames) -> %d episodes, %d frames",
                      len(new), added, len(self.episode_ids), len(self))
         return added
@@ -116,8 +117,11 @@ class FrameDataset:
         return out
 
     def _episode_bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        """(first, last) (N,) row of each frame's episode (episodes are contiguous: added one at a time)."""
-        lengths = [len(e) for e in self._episode_of_frame]
-        ends = np.cumsum(lengths)
-        starts = ends - lengths
-        return np.repeat(starts, lengths), np.repeat(ends - 1, lengths)
+        """(first, last) (N,) row of each frame's episode (episodes are contiguous: added one at a time); built once
+        per data change, not per batch (the sampler runs every training step)."""
+        if self._bounds is None:
+            lengths = [len(e) for e in self._episode_of_frame]
+            ends = np.cumsum(lengths)
+            starts = ends - lengths
+            self._bounds = (np.repeat(starts, lengths), np.repeat(ends - 1, lengths))
+        return self._bounds

@@ -172,14 +172,21 @@ def test_dataset_windows_stay_inside_their_episode():
     policy = build(TINY_STATE)
     obs_off, act_off = policy.data_window()
     assert obs_off == (-1, 0) and act_off == tuple(range(-1, T_P - 1))
-    batch = ds.sample_window(64, np.random.default_rng(0), "cpu", obs_off, act_off)
-    assert batch[STATE_KEY].shape == (64, T_O, 1) and batch[ACTION_KEY].shape == (64, T_P, 1)
-    for s, a in zip(batch[STATE_KEY][..., 0].numpy(), batch[ACTION_KEY][..., 0].numpy(), strict=True):
-        episode, t = divmod(int(s[-1]), 100)
-        n = 3 + episode
-        assert s[0] == 100 * episode + max(t - 1, 0)                         # padded with the first frame
-        expected = [100 * episode + min(max(t + o, 0), n - 1) for o in act_off]  # ... and the last action
-        np.testing.assert_array_equal(a, expected)
+
+    def check(batch, n_samples, episodes):
+        assert batch[STATE_KEY].shape == (n_samples, T_O, 1) and batch[ACTION_KEY].shape == (n_samples, T_P, 1)
+        for s, a in zip(batch[STATE_KEY][..., 0].numpy(), batch[ACTION_KEY][..., 0].numpy(), strict=True):
+            episode, t = divmod(int(s[-1]), 100)
+            assert episode in episodes
+            n = 3 + episode
+            assert s[0] == 100 * episode + max(t - 1, 0)                         # padded with the first frame
+            expected = [100 * episode + min(max(t + o, 0), n - 1) for o in act_off]  # ... and the last action
+            np.testing.assert_array_equal(a, expected)
+
+    check(ds.sample_window(64, np.random.default_rng(0), "cpu", obs_off, act_off), 64, {0, 1, 2})
+    # The learner tails a growing store: windows drawn after new episodes arrive respect the new boundaries too.
+    ds.add_episodes(Store(), [3, 4])
+    check(ds.sample_window(256, np.random.default_rng(1), "cpu", obs_off, act_off), 256, {0, 1, 2, 3, 4})
 
 
 def test_checkpoint_round_trip_and_runner_hot_swap(tmp_path):
