@@ -6,7 +6,8 @@
       │              fit_normalizer, train_steps with the EMA hook), evaluated every `eval_every` updates (curve)
       └─► bc:        conf/learner/bc_actor.yaml with bench_learning's state policy and sizes (the Tier 1c baseline)
     evaluation: robot_stack.learn.evaluate on seeded resets 1_000_000 + i (identical for both methods), ground-truth
-    success at any step; the diffusion policy acts through select_action (action queue, T_a = 8, held gripper).
+    success at any step; the diffusion policy acts through select_action (action queue, T_a = 8) under
+    PolicyActor, which holds the gripper decision (5 ticks) for every policy.
 
 Every (method, seed) cell writes <out>/diffusion_cells/<method>_<seed>.json as it finishes; the report is rebuilt
 from every cell file present, so one cell can be re-run (`--methods diffusion --seeds 1`).

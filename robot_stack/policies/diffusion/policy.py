@@ -18,8 +18,9 @@ steps for CPU latency (η = 1, S = T samples as DDPM does, see scheduler.py).
 Acting is stateful (the caller makes ONE call per control tick, then `reset()` at each episode start):
   * `select_action(obs)` -> (A,): pushes obs into the T_o history (an empty history is filled with copies of the
     first frame, as training pads episode starts); when the action queue is empty, samples one chunk and queues its
-    T_a executed actions; pops one. The executed gripper is a held binary decision (GripperHold,
-    `gripper_hold_steps`), so a chunk boundary that disagrees for one step cannot make the fingers flicker.
+    T_a executed actions; pops one. The gripper is a binary decision; holding it across ticks (so a chunk boundary
+    that disagrees for one step cannot make the fingers flicker) is the PolicyRunner's / PolicyActor's job, as for
+    every policy (robot_stack.policies.gripper.GripperHold).
   * `sample_actions(obs, k)` -> (K, A): pushes obs the same way and returns the FIRST executed action of K
     independently sampled chunks (one UNet batch over K, the encoder run once). (K, A) and not (K, T_a, A) because
     the runner, PolicyActor and V-GPS's `q_values(obs, actions (K, A))` all take one action per sample; the whole
@@ -44,7 +45,6 @@ from robot_stack.policies.base import POLICIES, Policy, PolicyConfig
 from robot_stack.policies.diffusion.scheduler import NoiseSchedule
 from robot_stack.policies.diffusion.unet import ConditionalUnet1d
 from robot_stack.policies.encoders import EncoderSpec, ImageEncoder, augment
-from robot_stack.policies.gripper import GripperHold
 from robot_stack.policies.normalizer import Normalizer
 from robot_stack.types import ACTION_KEY, ENV_STATE_KEY, STATE_KEY, image_key
 
@@ -84,7 +84,6 @@ class DiffusionConfig(PolicyConfig):
     ema_power: float = 0.75
     ema_inv_gamma: float = 1.0
     ema_max_decay: float = 0.9999
-    gripper_hold_steps: int = 3             # executed gripper decision held ≥ this many ticks after a change
     # Action dims the policy never moves (physical 0 in every action it produces; data actions too), as
     # actor_critic's: a task's reduced action space (roll/pitch on top-down pick-and-place).
     fixed_action_dims: tuple[int, ...] = ()
@@ -152,7 +151,6 @@ class DiffusionPolicy(Policy):
         self.schedule = NoiseSchedule(config.num_train_timesteps, config.beta_schedule)
         self._obs_history: deque[dict[str, np.ndarray]] = deque(maxlen=config.n_obs_steps)
         self._action_queue: deque[np.ndarray] = deque()
-        self._gripper = GripperHold(config.gripper_hold_steps)
 
     # ---- what the learner needs ---------------------------------------------------------------------
     def data_window(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -315,7 +313,6 @@ class DiffusionPolicy(Policy):
     def reset(self) -> None:
         self._obs_history.clear()
         self._action_queue.clear()
-        self._gripper.reset()
 
     def _push(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Append obs to the history (an empty one is filled with copies of it); -> {key: (T_o, ...)}."""
@@ -334,7 +331,7 @@ class DiffusionPolicy(Policy):
         history = self._push(obs)
         if not self._action_queue:
             self._action_queue.extend(self.sample_chunks(history, 1)[0])
-        return self._gripper.apply(self._action_queue.popleft())
+        return self._action_queue.popleft()
 
     @torch.no_grad()
     def sample_actions(self, obs: dict[str, np.ndarray], k: int) -> np.ndarray:

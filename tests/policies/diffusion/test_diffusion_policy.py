@@ -91,7 +91,7 @@ def test_action_queue_samples_once_per_executed_chunk_and_reset_clears_it(state_
     # ... and later histories are the last T_o observations, oldest first.
     np.testing.assert_array_equal(calls[1][STATE_KEY], np.stack([make_obs(T_A - 1)[STATE_KEY],
                                                                  make_obs(T_A)[STATE_KEY]]))
-    # The executed actions are the queued chunk in order (the gripper held, the rest as sampled).
+    # The executed actions are the queued chunk in order.
     torch.manual_seed(0)
     chunk = real({k: np.stack([first[k]] * T_O) for k in first if k in state_policy.observation_keys()}, 1)[0]
     np.testing.assert_allclose(np.stack(executed[:T_A])[:, :GRIPPER_INDEX], chunk[:, :GRIPPER_INDEX], atol=1e-6)
@@ -104,11 +104,16 @@ def test_action_queue_samples_once_per_executed_chunk_and_reset_clears_it(state_
 
 def test_executed_gripper_does_not_flicker(state_policy, monkeypatch):
     """Chunks whose gripper toggles every step (a sampled decision near 0) must not toggle the fingers every tick:
-    after each change the executed decision is held for gripper_hold_steps (3) ticks."""
+    the actor that executes the policy (evaluation's PolicyActor, like the PolicyRunner) holds each change for
+    gripper_hold_steps (3 here) ticks."""
+    from robot_stack.learn.evaluate import PolicyActor
+
     flicker = np.zeros((T_A, A), np.float32)
     flicker[:, GRIPPER_INDEX] = np.arange(T_A) % 2
     monkeypatch.setattr(state_policy, "sample_chunks", lambda hist, k, noise=None: flicker[None].repeat(k, 0))
-    out = np.array([state_policy.select_action(make_obs(0))[GRIPPER_INDEX] for _ in range(3 * T_A)])
+    actor = PolicyActor(state_policy, gripper_hold_steps=3)
+    actor.reset("task", 0, "")
+    out = np.array([actor.act(make_obs(0), None)[GRIPPER_INDEX] for _ in range(3 * T_A)])
     changes = np.flatnonzero(np.diff(out))
     assert set(out) <= {0.0, 1.0}
     assert len(changes) <= len(out) // 3 and np.all(np.diff(changes) >= 3), out    # raw: a change every tick
