@@ -40,23 +40,27 @@ def log(msg: str) -> None:
 def sizes(quick: bool) -> dict:
     full = {"demos": 60, "failure_share": 0.3, "noise_m": 0.01, "offline_steps": 5000, "attempts": 120,
             "attempts_per_update": 2, "horizon_steps": 60, "eval_episodes": 20, "classifier_steps": 1500,
-            "image_px": 64, "batch": 64, "utd": 1.0}
+            "image_px": 64, "batch": 64, "rlpd_batch": 128, "utd": 1.0}
     if quick:
         full.update(demos=8, offline_steps=100, attempts=6, eval_episodes=4, classifier_steps=100)
     return full
 
 
-def learner_cfg(S: dict, seed: int):
+def learner_cfg(S: dict, seed: int, learner: str = "calql_state"):
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
     from robot_stack.learn.rl_service import RLLearnerConfig
 
     with initialize_config_module("robot_stack.conf", version_base=None):
-        c = compose("robot_stack", overrides=["learner=calql_state", "data_dir=/tmp"])
+        c = compose("robot_stack", overrides=[f"learner={learner}", "data_dir=/tmp"])
     d = OmegaConf.to_container(c.learner, resolve=True)
     d.pop("torch_threads", None)
-    d.update(task=None, sources=["sim"], min_episodes=1, offline_steps=S["offline_steps"], batch_size=S["batch"],
+    # RLPD has no offline phase (its recipe's offline_steps 0 stays) and the Tier 1c batch of 128 (bench_learning).
+    rlpd = d["algo"] == "rlpd"
+    d.update(task=None, sources=["sim"], min_episodes=1,
+             offline_steps=d["offline_steps"] if rlpd else S["offline_steps"],
+             batch_size=S["rlpd_batch"] if rlpd else S["batch"],
              tensorboard_dir=None, val_every_episode=0, val_every_steps=0, checkpoint_every_steps=100_000,
              log_every_steps=1000, online=True, utd_ratio=S["utd"], seed=seed, poll_interval_s=0.1)
     d["policy_config"] = {**d["policy_config"], "conditioning": "onehot"}
@@ -78,7 +82,7 @@ def evaluate_both(policy, S: dict) -> dict:
     return out
 
 
-def run_seed(seed: int, S: dict, judge_kind: str, work: Path) -> dict:
+def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state") -> dict:
     import torch
 
     from robot_stack.learn.rl_service import RLLearnerService
@@ -96,7 +100,7 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path) -> dict:
     generate(store, tasks=[FORWARD, BACKWARD], episodes=S["demos"], failure_share=S["failure_share"],
              noise_std_m=S["noise_m"], workers=1, image_size_px=S["image_px"], cameras=("front",),
              environment_state=True, seed=7000 + seed, progress=False)
-    out: dict = {"seed": seed, "judge": judge_kind, "gen_s": round(time.perf_counter() - t0, 1)}
+    out: dict = {"seed": seed, "judge": judge_kind, "learner": learner, "gen_s": round(time.perf_counter() - t0, 1)}
     pair = TaskPair.from_sim_tasks(FORWARD)
     with TrajectoryStore.open(store, mode="r") as s:
         demo_episodes = list(range(s.n_episodes))
@@ -107,7 +111,7 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path) -> dict:
                                progress_every=500)
         out["classifier_s"] = round(time.perf_counter() - t1, 1)
         out["classifier_on_demos"] = evaluate_classifier(clf, s, demo_episodes)
-    svc = RLLearnerService(store, work / "ckpt", learner_cfg(S, seed))
+    svc = RLLearnerService(store, work / "ckpt", learner_cfg(S, seed, learner))
     curve = []
     before = {}
     orig = svc.train_offline
@@ -176,14 +180,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--judge", choices=("classifier", "ground_truth"), default="classifier")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--learner", default="calql_state", help="learner recipe (calql_state, rlpd_state, ...)")
+    ap.add_argument("--attempts", type=int, help="practice attempts per seed (default: the sizes' attempts)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     S = sizes(args.quick)
+    if args.attempts:
+        S["attempts"] = args.attempts
     cells = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"bench_practice_{seed}_") as tmp:
-            cells.append(run_seed(seed, S, args.judge, Path(tmp)))
-    name = "practice" + ("_quick" if args.quick else "") + ("" if args.judge == "classifier" else f"_{args.judge}")
+            cells.append(run_seed(seed, S, args.judge, Path(tmp), args.learner))
+    name = ("practice" + ("" if args.learner == "calql_state" else f"_{args.learner}") + ("_quick" if args.quick else "")
+            + ("" if args.judge == "classifier" else f"_{args.judge}"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps({"sizes": S, "judge": args.judge, "cells": cells}, indent=2))
