@@ -47,10 +47,14 @@ import numpy as np
 
 from robot_stack.inference.manifest import STATUS_OK, STATUS_REJECTED, PolicyActive, PolicyUpdate, make_active
 from robot_stack.policies.checkpoint import (
+    CRITIC_KIND,
     MANIFEST_FILE,
+    POLICY_KIND,
     CheckpointError,
     Manifest,
     PolicySchema,
+    checkpoint_kind,
+    load_critic,
     load_policy,
     sha256_file,
 )
@@ -58,6 +62,7 @@ from robot_stack.policies.gripper import GripperHold
 from robot_stack.policies.remote import fetch_checkpoint, is_remote, url_allowed
 
 if TYPE_CHECKING:
+    from robot_stack.inference.selection import ActionSelector
     from robot_stack.policies.base import Policy
 
 log = logging.getLogger(__name__)
@@ -118,6 +123,11 @@ class PolicyRunner:
     checkpoint_cache_dir: where checkpoints announced by URL are downloaded (None: URLs are refused).
     checkpoint_urls: URL prefixes a policy_update URL must lie under (None: any http(s) URL; the inference
     node always passes the configured list). fetch_timeout_s bounds one whole download.
+    selector: an ActionSelector (robot_stack/inference/selection.py: V-GPS re-ranking, PA-RL) that picks the greedy
+    action from the policy's samples instead of select_action; exploration still draws one sample. Its info dict of
+    the last tick is `last_selection`.
+    checkpoint_kind: "policy" (default) or "critic": a runner holding a critic (the V-GPS selector's critic slot,
+    swapped independently of the policy) loads with load_critic and refuses policy checkpoints, and vice versa.
     """
 
     def __init__(self, expected_schema: PolicySchema, device: str = "cpu",
@@ -125,7 +135,8 @@ class PolicyRunner:
                  action_limits: tuple[np.ndarray, np.ndarray] | None = None, loader: Loader = load_policy,
                  checkpoint_roots: Sequence[str | Path] | None = None, policy_type: str | None = None,
                  max_bad_actions: int = 3, checkpoint_cache_dir: str | Path | None = None,
-                 checkpoint_urls: Sequence[str] | None = None, fetch_timeout_s: float = 60.0):
+                 checkpoint_urls: Sequence[str] | None = None, fetch_timeout_s: float = 60.0,
+                 selector: ActionSelector | None = None, checkpoint_kind: str = POLICY_KIND):
         if int(max_bad_actions) < 1:
             raise ValueError(f"max_bad_actions must be >= 1, got {max_bad_actions}; 1 falls back on the first bad "
                              "action, 3 tolerates two isolated glitches")
@@ -139,6 +150,13 @@ class PolicyRunner:
         self.fetch_timeout_s = float(fetch_timeout_s)
         self.policy_type = policy_type or None
         self.max_bad_actions = int(max_bad_actions)
+        if checkpoint_kind not in (POLICY_KIND, CRITIC_KIND):
+            raise ValueError(f"checkpoint_kind {checkpoint_kind!r}; known: {POLICY_KIND!r}, {CRITIC_KIND!r}")
+        self.checkpoint_kind = checkpoint_kind
+        if checkpoint_kind == CRITIC_KIND and loader is load_policy:
+            loader = load_critic
+        self.selector = selector
+        self.last_selection: dict = {}
         self.expected_schema = expected_schema
         self.device = device
         self.on_event = on_event
@@ -225,12 +243,19 @@ class PolicyRunner:
         if dirty:
             policy.reset()
             self._gripper.reset()
+            if self.selector is not None:
+                self.selector.reset()
+                self.selector.set_task(language)
 
     def _select(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         # The gripper decision is held in both modes (DESIGN.md §3): a greedy policy's gripper flickers too where its
         # logit sits near 0 at the grasp, and loses the object (learning_findings.md, RLPD 18/30 -> 27/30 held).
         if self._explore:
             return self._gripper.apply(np.asarray(self._policy.sample_actions(obs, 1)[0], dtype=np.float32))
+        if self.selector is not None:
+            # Re-ranking picks among samples; the held gripper then applies to the chosen sample as to any action.
+            action, self.last_selection = self.selector.select(self._policy, obs)
+            return self._gripper.apply(np.asarray(action, dtype=np.float32))
         return self._gripper.apply(np.asarray(self._policy.select_action(obs), dtype=np.float32))
 
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray | None:
@@ -335,6 +360,12 @@ class PolicyRunner:
     @property
     def active(self) -> PolicyUpdate | None:
         return self._active
+
+    @property
+    def policy(self) -> Policy | None:
+        """The active model (control thread only: it changes at activate_staged). A critic runner's selector reads
+        its critic here."""
+        return self._policy
 
     @property
     def active_version(self) -> int | None:
@@ -515,12 +546,22 @@ class PolicyRunner:
         if (manifest.version, manifest.policy_type) != (update.version, update.policy_type):
             raise CheckpointError(f"{path}: manifest says {manifest.policy_type} v{manifest.version}, the update "
                                   f"announced {update.policy_type} v{update.version}; re-announce it")
+        kind = checkpoint_kind({"config": policy.config.to_dict()})
+        if kind != self.checkpoint_kind:
+            raise CheckpointError(f"{path} is a {kind} checkpoint but this runner holds a {self.checkpoint_kind}; "
+                                  f"announce critics on critic_update and policies on policy_update")
         self._check_first_action(policy)
         return policy
 
     def _check_first_action(self, policy: Policy) -> None:
-        action = np.asarray(policy.select_action(synthetic_observation(self.expected_schema)), dtype=np.float64)
+        obs = synthetic_observation(self.expected_schema)
+        action = np.asarray(policy.select_action(obs), dtype=np.float64)
         policy.reset()
+        if self.checkpoint_kind == CRITIC_KIND:  # what the critic is used for: scoring actions, finite
+            q = np.asarray(policy.q_values(obs, action[None].astype(np.float32)), dtype=np.float64)
+            if q.shape != (1,) or not np.all(np.isfinite(q)):
+                raise CheckpointError(f"critic's first q_values is {q.tolist()} (shape {q.shape}), expected one finite "
+                                      "value; the weights are broken, retrain or deploy an earlier critic")
         if action.shape != self.expected_schema.action.shape:
             raise CheckpointError(f"first action has shape {action.shape}, the robot expects "
                                   f"{self.expected_schema.action.shape}")

@@ -86,6 +86,11 @@ class ActorCriticConfig(PolicyConfig):
     # With object state for every object in the scene the encoder must pick the task's objects; behind a one-layer
     # tanh bottleneck that sees no task, multi-task BC underfits (learning_findings.md, PTR re-diagnosis).
     condition_low_dim_encoder: bool = False
+    # State mode with conditioning=language and film: FiLM on the low-dim encoder's pre-activation,
+    # h·(1 + γ(c)) + β(c) with γ, β Dense layers zero-initialised (V-GPS jaxrl_m/vision/film_conditioning_layer.py
+    # applies the same form after every ResNet block; here the state encoder has one layer to modulate). Off by
+    # default so existing state-mode checkpoints keep their state-dict keys; the V-GPS critic recipe turns it on.
+    low_dim_film: bool = False
     log_std_multiplier: float = 1.0             # log_std = multiplier·raw + offset (§0)
     log_std_offset: float = -1.0
     critic_final_init_scale: float = 1e-2
@@ -211,18 +216,34 @@ class CriticHeads(nn.Module):
 
 class LowDimEncoder(nn.Module):
     """State-mode encoder: standardised low-dim input (B, S [+ E]) -> Dense(latent) -> LayerNorm -> tanh (B, L),
-    the state analogue of the image encoder's bottleneck (and of SERL/RLPD's LayerNorm state MLPs)."""
+    the state analogue of the image encoder's bottleneck (and of SERL/RLPD's LayerNorm state MLPs).
 
-    def __init__(self, in_dim: int, latent_dim: int):
+    film_dim > 0: FiLM by a conditioning vector c (B, film_dim) before the tanh, h·(1 + γ(c)) + β(c), with γ and β
+    zero-initialised Dense layers so a fresh encoder computes exactly the unconditioned function (V-GPS/RT-1 FiLM)."""
+
+    def __init__(self, in_dim: int, latent_dim: int, film_dim: int = 0):
         super().__init__()
         self.proj = nn.Linear(in_dim, latent_dim)
         nn.init.orthogonal_(self.proj.weight, gain=1.0)
         nn.init.zeros_(self.proj.bias)
         self.norm = nn.LayerNorm(latent_dim)
         self.out_dim = latent_dim
+        self.film_dim = int(film_dim)
+        if self.film_dim > 0:
+            self.film_scale = nn.Linear(self.film_dim, latent_dim)
+            self.film_shift = nn.Linear(self.film_dim, latent_dim)
+            for lin in (self.film_scale, self.film_shift):
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
 
-    def forward(self, lowdim: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.norm(self.proj(lowdim)))
+    def forward(self, lowdim: torch.Tensor, film: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm(self.proj(lowdim))
+        if self.film_dim > 0:
+            if film is None:
+                raise ValueError("this LowDimEncoder was built with FiLM (film_dim > 0) but got no conditioning "
+                                 "vector; pass the task embedding (the policy's prepare_obs 'cond')")
+            h = h * (1.0 + self.film_scale(film)) + self.film_shift(film)
+        return torch.tanh(h)
 
 
 def low_dim_input(cfg: ActorCriticConfig, o: dict[str, Any]) -> torch.Tensor | None:
@@ -234,7 +255,8 @@ def low_dim_input(cfg: ActorCriticConfig, o: dict[str, Any]) -> torch.Tensor | N
 
 def make_encoder(cfg: ActorCriticConfig, low_dim: int, film_dim: int) -> nn.Module:
     if cfg.state_mode:
-        return LowDimEncoder(low_dim + (cfg.cond_dim() if cfg.condition_low_dim_encoder else 0), cfg.latent_dim)
+        return LowDimEncoder(low_dim + (cfg.cond_dim() if cfg.condition_low_dim_encoder else 0), cfg.latent_dim,
+                             film_dim if cfg.low_dim_film else 0)
     return ImageEncoder(cfg.encoder_spec(), cfg.cameras, film_dim)
 
 
@@ -244,7 +266,7 @@ def encode(cfg: ActorCriticConfig, encoder: nn.Module, o: dict[str, Any], film: 
     if cfg.state_mode:
         if cfg.condition_low_dim_encoder and o["cond"] is not None:
             low = torch.cat([low, o["cond"]], dim=-1)
-        return encoder(low)
+        return encoder(low, film) if getattr(encoder, "film_dim", 0) else encoder(low)
     z = encoder(o["images"], film)
     return z if low is None else torch.cat([z, low], dim=-1)
 

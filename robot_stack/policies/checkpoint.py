@@ -362,3 +362,37 @@ def load_policy(path: Path, expected_schema: PolicySchema | None = None, device:
                               f"with its config ({e}); re-save the checkpoint") from None
     policy.to(device).eval()
     return policy, manifest
+
+
+# ---- critic checkpoints (V-GPS, PA-RL: DESIGN.md §3 "a critic is its own checkpoint with its own version") ------
+CRITIC_KIND = "critic"
+POLICY_KIND = "policy"
+
+
+def checkpoint_kind(config: dict) -> str:
+    """What a checkpoint's config.json ({"type", "config"}) was written as: "critic" when its policy config's
+    `extra.kind` says so (hashed with config.json by the manifest, so the kind is pinned like the weights), else
+    "policy". A critic is an ordinary registered policy (actor_critic trained by Cal-QL) whose `q_values` is what
+    the deployment uses; the kind keeps it off the policy's update path and the policy off the critic's."""
+    extra = (config.get("config") or {}).get("extra") or {}
+    return str(extra.get("kind", POLICY_KIND)) if isinstance(extra, dict) else POLICY_KIND
+
+
+def load_critic(path: Path, expected_schema: PolicySchema | None = None, device: str = "cpu"
+                ) -> tuple[Policy, Manifest]:
+    """load_policy for a critic checkpoint: the same hash/schema/safetensors checks, plus its kind is "critic" and
+    the model has `q_values(obs, actions (K, A)) -> (K,)`. Raises CheckpointError naming the fix otherwise."""
+    ckpt = resolve_checkpoint(path)
+    verify_checkpoint(ckpt)
+    try:
+        kind = checkpoint_kind(json.loads((ckpt / CONFIG_FILE).read_text()))
+    except ValueError as e:
+        raise CheckpointError(f"{ckpt / CONFIG_FILE} is not valid JSON ({e}); re-save the checkpoint") from None
+    if kind != CRITIC_KIND:
+        raise CheckpointError(f"{ckpt} is a {kind} checkpoint, not a critic; announce it on policy_update, or train "
+                              "the critic with learner=vgps (its policy_config.extra.kind is 'critic')")
+    policy, manifest = load_policy(ckpt, expected_schema=expected_schema, device=device)
+    if not callable(getattr(policy, "q_values", None)):
+        raise CheckpointError(f"{ckpt}: policy type {manifest.policy_type!r} has no q_values(obs, actions), so it "
+                              "cannot score actions; a critic checkpoint must be an actor_critic (Cal-QL) model")
+    return policy, manifest

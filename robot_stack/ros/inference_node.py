@@ -14,6 +14,14 @@ owns the safety rules (checkpoint roots, forward-only versions, runtime fallback
 emits bad actions never takes this node down (review B4/B5, DESIGN §3), and `inference/status` says
 what happened. `inference/rollback` (std_srvs/Trigger) goes back to the previous good version, the only
 way a version moves backwards; every call is logged.
+
+V-GPS (inference.selection: vgps | random): the runner's ActionSelector (robot_stack/inference/selection.py)
+samples K actions per tick and executes the one its critic scores highest. The critic is its own checkpoint kind:
+
+    critic_update (latched) ─► critic runner (same admission, hash, schema, first forward pass as policies;
+                               versions of its own) ─► swapped in at the start of a tick ─► critic_active (latched)
+
+The chosen index, Q spread and timing of the last tick go to inference/status ("selection").
 """
 
 from __future__ import annotations
@@ -33,9 +41,10 @@ from robot_stack.ros.recorder_node import subscribe_observations
 
 
 class InferenceNode(Node):
-    def __init__(self, runner, assembler, cameras, action_names, namespace: str, enabled: bool):
+    def __init__(self, runner, assembler, cameras, action_names, namespace: str, enabled: bool, critic_runner=None):
         super().__init__("inference", namespace=namespace)
         self.runner, self.assembler, self.action_names = runner, assembler, tuple(action_names)
+        self.critic_runner = critic_runner
         self.enabled = enabled
         self.ticks = 0
         self.missed_ticks = 0
@@ -48,6 +57,9 @@ class InferenceNode(Node):
         self.pub_status = self.create_publisher(String, "inference/status", STATUS)
         subscribe_observations(self, assembler, cameras, on_state=self._on_observation)
         self.create_subscription(String, "policy_update", self._on_update, LATCHED)
+        if critic_runner is not None:
+            self.pub_critic_active = self.create_publisher(String, "critic_active", LATCHED)
+            self.create_subscription(String, "critic_update", self._on_critic_update, LATCHED)
         self.create_service(SetBool, "inference/enable", self._on_enable)
         self.create_service(Trigger, "inference/rollback", self._on_rollback)
         # Episode mode, set by the practice node through the standard SetParameters service before it enables
@@ -70,17 +82,31 @@ class InferenceNode(Node):
     def _activate_when_idle(self) -> None:
         if not self.enabled:
             self.runner.activate_staged()
+            if self.critic_runner is not None:
+                self.critic_runner.activate_staged()
 
-    def _on_update(self, msg: String) -> None:
+    def _on_update(self, msg: String, runner=None, what: str = "policy_update") -> None:
         from robot_stack.inference.manifest import PolicyMessageError, parse_update
 
         try:
             update = parse_update(msg.data)
         except PolicyMessageError as e:
-            self.get_logger().error(f"ignored malformed policy_update: {e}")
+            self.get_logger().error(f"ignored malformed {what}: {e}")
             return
-        self.get_logger().info(f"policy_update v{update.version} ({update.path}): verifying and loading")
-        self.runner.request_load(update)
+        self.get_logger().info(f"{what} v{update.version} ({update.path}): verifying and loading")
+        (runner or self.runner).request_load(update)
+
+    def _on_critic_update(self, msg: String) -> None:
+        self._on_update(msg, self.critic_runner, "critic_update")
+
+    def on_critic_event(self, kind: str, payload) -> None:
+        """Critic runner events: the same reports as the policy's, on critic_active."""
+        self.pub_critic_active.publish(String(data=payload.to_json()))
+        line = f"critic v{payload.version} {kind}{': ' + payload.reason if payload.reason else ''}"
+        if payload.status == "ok":
+            self.get_logger().info(line)
+        else:
+            self.get_logger().error(line)
 
     def on_runner_event(self, kind: str, payload) -> None:
         """Runner events ('activated' on the control thread, 'rejected' on the loader thread)."""
@@ -177,13 +203,24 @@ class InferenceNode(Node):
             "missed_ticks": self.missed_ticks, "swaps": s.swaps, "rejected": s.rejected,
             "held_nonfinite": s.held_nonfinite, "policy_exceptions": s.policy_exceptions,
             "fallbacks": s.fallbacks, "step_errors": self.step_errors, "last_step_error": self._last_error,
-            "max_step_ms": round(s.max_step_latency_s * 1e3, 2), **self.runner.health()}
+            "max_step_ms": round(s.max_step_latency_s * 1e3, 2), **self.runner.health(), **self._selection_status()}
+
+    def _selection_status(self) -> dict:
+        if self.runner.selector is None:
+            return {}
+        out = {"selection": dict(self.runner.last_selection)}
+        if self.critic_runner is not None:
+            out.update(critic_version=self.critic_runner.active_version,
+                       critic_fallbacks=int(getattr(self.runner.selector, "critic_fallbacks", 0)))
+        return out
 
     def _publish_status(self) -> None:
         self.pub_status.publish(conv.json_msg(self.status()))
 
     def close(self) -> None:
         self.runner.close()
+        if self.critic_runner is not None:
+            self.critic_runner.close()
 
 
 def build(cfg):
@@ -204,6 +241,7 @@ def build(cfg):
     assembler = ObservationAssembler(cams, max_skew_ms=float(cfg.inference.max_obs_age_ms))
     node_ref: list[InferenceNode] = []
     inf = cfg.inference
+    selector, critic_runner = _build_selector(inf, schema, node_ref, cfg)
     # policy_update paths must resolve under these roots (review B4); default: the learner's checkpoint root.
     # A checkpoint the operator names at start (inference.policy) is trusted as its own root.
     roots = [str(r) for r in (inf.get("checkpoint_roots") or [cfg.checkpoints])]
@@ -217,9 +255,9 @@ def build(cfg):
                           checkpoint_cache_dir=os.path.abspath(str(inf.get("checkpoint_cache_dir")
                                                                    or os.path.join(str(cfg.data_dir), "checkpoint_cache"))),
                           checkpoint_urls=[str(u) for u in (inf.get("checkpoint_urls") or [])],
-                          fetch_timeout_s=float(inf.get("checkpoint_fetch_timeout_s", 60.0)))
+                          fetch_timeout_s=float(inf.get("checkpoint_fetch_timeout_s", 60.0)), selector=selector)
     node = InferenceNode(runner, assembler, cams, ACTION_SPACES[str(rig.action_space)], str(rig.namespace),
-                         enabled=bool(cfg.inference.enabled_at_start))
+                         enabled=bool(cfg.inference.enabled_at_start), critic_runner=critic_runner)
     node_ref.append(node)
     if cfg.inference.policy:
         path = latest_checkpoint(str(cfg.inference.policy)) or str(cfg.inference.policy)
@@ -227,6 +265,33 @@ def build(cfg):
     node.get_logger().info(f"inference node up: cameras={list(cams)}, checkpoint roots {runner.checkpoint_roots}, "
                            f"checkpoint URLs {list(runner.checkpoint_urls)}, waiting for policy_update")
     return [node]
+
+
+def _build_selector(inf, schema, node_ref, cfg):
+    """inference.selection: none (select_action) | vgps (critic re-ranking) | random (the control); -> (selector,
+    critic runner or None). The critic's checkpoints are confined like the policy's (inference.critic_roots, default
+    ${checkpoints}/critic); inference.critic names one to load at start."""
+    from robot_stack.inference.manifest import make_update
+    from robot_stack.inference.runner import PolicyRunner
+    from robot_stack.inference.selection import VGPSSelector
+    from robot_stack.policies.checkpoint import CRITIC_KIND, latest_checkpoint
+
+    mode = str(inf.get("selection") or "none")
+    if mode == "none":
+        return None, None
+    critic_runner = None
+    if mode == "vgps":
+        roots = [str(r) for r in (inf.get("critic_roots") or [os.path.join(str(cfg.checkpoints), "critic")])]
+        if inf.get("critic"):
+            roots.append(str(inf.critic))
+        critic_runner = PolicyRunner(schema, on_event=lambda k, p: node_ref[0].on_critic_event(k, p),
+                                     checkpoint_roots=[os.path.abspath(r) for r in roots],
+                                     checkpoint_kind=CRITIC_KIND)
+        if inf.get("critic"):
+            critic_runner.request_load(make_update(latest_checkpoint(str(inf.critic)) or str(inf.critic)))
+    selector = VGPSSelector(k=int(inf.get("vgps_k", 10)), beta=float(inf.get("vgps_beta", 0.0)), mode=mode,
+                            critic_runner=critic_runner)
+    return selector, critic_runner
 
 
 def main(argv=None) -> int:
