@@ -46,6 +46,22 @@ class ActionSelector(abc.ABC):
         Called by the runner with the episode mode; selectors that condition on nothing ignore it."""
 
 
+def selection_tag(info: dict[str, Any]) -> str:
+    """What a tick's selection adds to the action's source tag ("policy:<type>@v<n>" + this), so the recorder files
+    it in the episode's policy_version and the store says which critic steered each episode:
+    "+vgps:critic@v2:K10:beta0", "+random:K10", "+vgps:nocritic:K10" (a fallback tick); "" without a selection.
+    No commas: the recorder joins an episode's distinct versions with them."""
+    if not info:
+        return ""
+    k = f"K{info['k']}"
+    if info.get("mode") == "random":
+        return f"+random:{k}"
+    critic = f"critic@v{info['critic_version']}" if "critic_version" in info else "critic"
+    if "fallback" in info:
+        critic = "nocritic"
+    return f"+vgps:{critic}:{k}:beta{info['beta']:g}"
+
+
 def softmax_probabilities(q: np.ndarray, beta: float) -> np.ndarray:
     """p_k = exp(q_k/β) / Σ_j exp(q_j/β), (K,) -> (K,) float64, computed with the max subtracted (Q of a −1-per-step
     critic reaches −1/(1−γ) = −50, and at small β exp(q/β) under- or overflows otherwise)."""

@@ -21,7 +21,9 @@ samples K actions per tick and executes the one its critic scores highest. The c
     critic_update (latched) ─► critic runner (same admission, hash, schema, first forward pass as policies;
                                versions of its own) ─► swapped in at the start of a tick ─► critic_active (latched)
 
-The chosen index, Q spread and timing of the last tick go to inference/status ("selection").
+The chosen index, Q spread and timing of the last tick go to inference/status ("selection"); the critic version,
+K and beta of every action go into its source tag (selection_tag), which the recorder files in the episode's
+policy_version (e.g. "diffusion@v3+vgps:critic@v2:K10:beta0").
 """
 
 from __future__ import annotations
@@ -149,6 +151,10 @@ class InferenceNode(Node):
             return
         active = self.runner.active
         source = f"policy:{active.policy_type}@v{active.version}"
+        if self.runner.selector is not None:  # the critic that steered this step goes into the episode's metadata
+            from robot_stack.inference.selection import selection_tag
+
+            source += selection_tag(self.runner.last_selection)
         self.pub_action.publish(conv.action_to_msg(self.action_names, action, t, source))
         self._published_since_enable += 1
         self._acted_stamp = t

@@ -240,3 +240,17 @@ def test_explore_mode_bypasses_the_selector(tmp_path, normalizer, schema):
         assert runner.step(obs_of(np.random.default_rng(1))) is not None and runner.last_selection["k"] == 10
     finally:
         runner.close()
+
+
+def test_selection_tag_names_the_steering_critic_for_the_store():
+    from robot_stack.inference.selection import selection_tag
+    from robot_stack.store.recorder import parse_source
+
+    assert selection_tag({}) == ""
+    assert selection_tag({"mode": "vgps", "k": 50, "beta": 1.0, "critic_version": 3, "index": 2}) == \
+        "+vgps:critic@v3:K50:beta1"
+    assert selection_tag({"mode": "vgps", "k": 10, "beta": 0.0, "index": 0, "fallback": "no critic"}) == \
+        "+vgps:nocritic:K10:beta0"
+    assert selection_tag({"mode": "random", "k": 10, "beta": 0.0, "index": 4}) == "+random:K10"
+    tag = "policy:diffusion@v7" + selection_tag({"mode": "vgps", "k": 10, "beta": 0.1, "critic_version": 2})
+    assert parse_source(tag) == ("policy", "diffusion@v7+vgps:critic@v2:K10:beta0.1") and "," not in tag

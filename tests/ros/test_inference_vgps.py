@@ -31,6 +31,7 @@ from robot_stack.ros import conversions as conv  # noqa: E402
 from robot_stack.ros.inference_node import InferenceNode, _build_selector  # noqa: E402
 from robot_stack.ros.qos import COMMAND, LATCHED, SENSOR, STATUS  # noqa: E402
 from robot_stack.store.align import ObservationAssembler  # noqa: E402
+from robot_stack.store.recorder import parse_source  # noqa: E402
 from robot_stack.types import ACTION_SPACES, rig_features  # noqa: E402
 
 NS = "/inference_vgps_test"
@@ -156,7 +157,12 @@ def test_vgps_node_reranks_every_tick_and_swaps_the_critic_without_missing_one(t
         assert node.missed_ticks == 0 and node.ticks == 25 and node.step_errors == 0
         assert critic_seen == [1, 2] and critic_runner.stats.swaps == 2
         assert runner.active_version == 1 and runner.stats.swaps == 1        # the policy never moved
-        assert all(a.header.frame_id == "policy:diffusion@v1" for a in actions)
+        # the source tag the recorder files as the episode's policy_version names the critic of every step
+        tags = [a.header.frame_id for a in actions]
+        assert tags[0] == "policy:diffusion@v1+vgps:critic@v1:K10:beta0"
+        assert tags[-1] == "policy:diffusion@v1+vgps:critic@v2:K10:beta0"
+        assert set(tags) == {tags[0], tags[-1]}
+        assert parse_source(tags[-1]) == ("policy", "diffusion@v1+vgps:critic@v2:K10:beta0")
         _wait(lambda: any(a["version"] == 2 and a["status"] == "ok" for a in critic_actives), 5, "critic_active v2")
         _wait(lambda: any(s.get("critic_version") == 2 and s.get("selection") for s in statuses), 3,
               "status with the selection")
