@@ -37,11 +37,13 @@ _EXIT_AFTER_TICKS = 1
 
 
 class LearnerNode(Node):
-    def __init__(self, service_factory, namespace: str, checkpoint_server=None):
+    def __init__(self, service_factory, namespace: str, checkpoint_server=None, update_topic: str = "policy_update"):
         super().__init__("learner", namespace=namespace)
         # Set before the service starts: a resuming learner announces its latest checkpoint right away.
         self.checkpoint_server = checkpoint_server
-        self.pub_update = self.create_publisher(String, "policy_update", LATCHED)
+        # critic_update for a critic learner (learner=vgps: its own checkpoint kind, swapped by the inference node
+        # independently of the policy), policy_update otherwise.
+        self.pub_update = self.create_publisher(String, update_topic, LATCHED)
         self.pub_status = self.create_publisher(String, "learner/status", STATUS)
         self.service = service_factory(self._announce, self._progress)
         self.service.start()
@@ -83,6 +85,13 @@ class LearnerNode(Node):
             self.checkpoint_server.close()
 
 
+def update_topic(learner_cfg) -> str:
+    """Where this learner's checkpoints are announced: critic_update when it trains a critic (policy_config.extra.kind
+    "critic", learner=vgps), else policy_update."""
+    extra = (learner_cfg.get("policy_config") or {}).get("extra") or {}
+    return "critic_update" if extra.get("kind") == "critic" else "policy_update"
+
+
 def build(cfg):
     import torch
 
@@ -99,7 +108,8 @@ def build(cfg):
         return builder(cfg, announce, progress)
 
     server = server_from_config(cfg.get("checkpoint_server"), cfg.checkpoints)
-    node = LearnerNode(factory, namespace=str(cfg.rig.namespace), checkpoint_server=server)
+    node = LearnerNode(factory, namespace=str(cfg.rig.namespace), checkpoint_server=server,
+                       update_topic=update_topic(cfg.learner))
     served = f", served at {server.url}" if server is not None else ""
     node.get_logger().info(f"learner up: {cfg.learner.algo} on {cfg.store} -> {cfg.checkpoints}{served} "
                            f"(starts at {cfg.learner.min_episodes} eligible episodes)")

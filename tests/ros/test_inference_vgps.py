@@ -176,3 +176,15 @@ def test_vgps_node_reranks_every_tick_and_swaps_the_critic_without_missing_one(t
         node.close()
         node.destroy_node()
         peer.destroy_node()
+
+
+@pytest.mark.parametrize("learner, topic", [("vgps", "critic_update"), ("vgps_state", "critic_update"),
+                                            ("calql_state", "policy_update"), ("bc", "policy_update")])
+def test_the_learner_node_announces_critics_on_critic_update(learner, topic):
+    from hydra import compose, initialize_config_module
+
+    from robot_stack.ros.learner_node import update_topic
+
+    with initialize_config_module("robot_stack.conf", version_base=None):
+        cfg = compose("robot_stack", overrides=[f"learner={learner}", "task=put_cube_in_bowl", "data_dir=/tmp"])
+    assert update_topic(cfg.learner) == topic
