@@ -115,7 +115,7 @@ def test_softmax_draw_matches_its_distribution(normalizer):
 
     sel = VGPSSelector(critic, k=K, beta=beta, seed=0)
     sel.set_task(TASKS[0])
-    n = 3000
+    n = 2000
     counts = np.zeros(K)
     for _ in range(n):
         torch.manual_seed(7)                              # the same K samples every draw, so only the pick varies
