@@ -310,6 +310,66 @@ def run_condition(seed: int, name: str, S: dict, work: Path) -> dict:
             "eval_s": time.perf_counter() - t0, "episode_rows": episodes, "condition": cond}
 
 
+def latency_cell(seed: int, work: Path, rounds: int = 60) -> dict:
+    """Per-tick step() time of the runner for each K, interleaved round-robin on the same observations (recorded from
+    one sim episode) so that the load of this shared machine falls on every K alike; ratios vs k1 are the overhead."""
+    from robot_stack.inference.manifest import make_update
+    from robot_stack.inference.runner import PolicyRunner
+    from robot_stack.inference.selection import VGPSSelector
+    from robot_stack.learn.evaluate import observe
+    from robot_stack.policies.checkpoint import CRITIC_KIND, PolicySchema, latest_checkpoint
+    from robot_stack.sim.env import SimConfig, TabletopSim
+    from robot_stack.sim.tasks import get_task
+    from robot_stack.store import TrajectoryStore
+
+    d = work / f"s{seed}"
+    with TrajectoryStore.open(d / "store.zarr", mode="r") as st:
+        schema = PolicySchema.from_store_schema(st.schema)
+    sim = TabletopSim(SimConfig(task=TASKS[0], cameras=()))
+    try:
+        sim.reset(seed=EVAL_SEED)
+        obs_list = []
+        for _ in range(rounds):
+            obs_list.append(observe(sim, (), environment_state=True))
+            sim.apply_ee_delta(np.array([0.005, 0.0, -0.005, 0, 0, 0, 1.0], np.float32))
+    finally:
+        sim.close()
+    runners, closers = {}, []
+    for name, k in (("policy", None), ("k1", 1), ("vgps_k10", 10), ("vgps_k50", 50)):
+        selector = None
+        if k is not None:
+            critic_runner = PolicyRunner(schema, checkpoint_kind=CRITIC_KIND)
+            critic_runner.request_load(make_update(latest_checkpoint(d / "critic")))
+            critic_runner.wait_idle(120)
+            closers.append(critic_runner)
+            selector = VGPSSelector(k=k, beta=0.0, seed=seed, critic_runner=critic_runner)
+        r = PolicyRunner(schema, selector=selector)
+        r.request_load(make_update(latest_checkpoint(d / "generalist")))
+        r.wait_idle(120)
+        r.set_episode_mode(get_task(TASKS[0]).language)
+        r.step(obs_list[0])                      # swap in, warm up
+        runners[name] = r
+        closers.append(r)
+    times = {n: [] for n in runners}
+    parts = {n: {"sample_ms": [], "score_ms": []} for n in runners}
+    try:
+        for obs in obs_list:
+            for name, r in runners.items():
+                r.step(obs)
+                times[name].append(r.stats.last_step_latency_s * 1e3)
+                for key in ("sample_ms", "score_ms"):
+                    if key in r.last_selection:
+                        parts[name][key].append(r.last_selection[key])
+    finally:
+        for r in closers:
+            r.close()
+    out = {n: {"mean_ms": float(np.mean(t)), "median_ms": float(np.median(t)),
+               **{k: float(np.mean(v)) for k, v in parts[n].items() if v}} for n, t in times.items()}
+    for n in out:
+        out[n]["median_vs_k1"] = out[n]["median_ms"] / out["k1"]["median_ms"]
+    return {"rounds": rounds, "conditions": out}
+
+
 # ------------------------------------------------------------------------------------------------ report
 def load_cells(cells_dir: Path, quick: bool) -> list[dict]:
     cells = [json.loads(p.read_text()) for p in sorted(cells_dir.glob("*.json"))]
@@ -380,6 +440,21 @@ def write_report(cells: list[dict], infos: dict, S: dict, out_dir: Path) -> None
                      f"{cc['mean_q_success']:.1f} / {cc['mean_q_failure']:.1f} | "
                      f"{cc['q_own_minus_other_task_on_successes']:.2f} |")
         L.append("")
+    lat = {s: info["latency"] for s, info in sorted(infos.items()) if "latency" in info}
+    if lat:
+        L += ["Latency, interleaved (each round steps every runner once on the same recorded observation, so the "
+              "shared machine's load falls on every K alike); median ms per tick (×k1; the chunked policy: mean, as 3 of its 4 "
+              "ticks only pop a queued action), and V-GPS's two parts:", "",
+              "| seed | policy (chunked) | k1 | vgps K=10 | vgps K=50 | K=10 sample / score ms | K=50 sample / score ms |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+        for s, c in lat.items():
+            c = c["conditions"]
+            L.append(f"| {s} | mean {c['policy']['mean_ms']:.1f} (×{c['policy']['mean_ms'] / c['k1']['mean_ms']:.2f}) | "
+                     f"{c['k1']['median_ms']:.1f} | {c['vgps_k10']['median_ms']:.1f} (×{c['vgps_k10']['median_vs_k1']:.2f}) | "
+                     f"{c['vgps_k50']['median_ms']:.1f} (×{c['vgps_k50']['median_vs_k1']:.2f}) | "
+                     f"{c['vgps_k10']['sample_ms']:.1f} / {c['vgps_k10']['score_ms']:.2f} | "
+                     f"{c['vgps_k50']['sample_ms']:.1f} / {c['vgps_k50']['score_ms']:.2f} |")
+        L.append("")
     bad = [c for c in cells if c["status"] != "ok"]
     if bad:
         L += ["Failed cells: " + ", ".join(f"{c['condition_name']} s{c['seed']}" for c in bad), ""]
@@ -395,6 +470,7 @@ def main() -> int:
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--latency-only", action="store_true", help="only the interleaved latency cell of prepared seeds")
     ap.add_argument("--work", default="/tmp/bench_vgps_work")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args()
@@ -404,7 +480,17 @@ def main() -> int:
     cells_dir.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) / ("quick" if args.quick else "full")
     seeds = [int(s) for s in args.seeds.split(",") if s != ""]
-    if not args.report_only:
+    if args.latency_only:
+        import torch
+
+        torch.set_num_threads(1)
+        for seed in seeds:
+            info_path = work / f"s{seed}" / "info.json"
+            info = json.loads(info_path.read_text())
+            info["latency"] = latency_cell(seed, work)
+            log(f"s{seed} latency: {json.dumps(info['latency']['conditions'])}")
+            info_path.write_text(json.dumps(info, indent=1) + "\n")
+    elif not args.report_only:
         import torch
 
         torch.set_num_threads(1)
