@@ -39,11 +39,13 @@ class RoundResult:
 
 def run_online(svc: Any, sim: Any, task: str, store_path: str | Path, rounds: int, episodes_per_round: int,
                seed: int = 0, gripper_hold_steps: int = 5, source: str = "policy",
-               on_round: Callable[[RoundResult], None] | None = None) -> list[RoundResult]:
+               on_round: Callable[[RoundResult], None] | None = None,
+               make_actor: Callable[[Any], Any] | None = None) -> list[RoundResult]:
     """Offline phase (if any), then `rounds` collect → learn rounds; the service is opened and closed here.
 
     Episode seeds are 10_000_000 + seed·100_003 + i: disjoint from evaluation seeds (1_000_000 + i) and from the
-    data generators' (seed·100_003 + i) for any seed below 90."""
+    data generators' (seed·100_003 + i) for any seed below 90. make_actor(svc) -> the round's Actor; None = the
+    learner's live policy sampling (PolicyActor(stochastic=True)); PA-RL acts through its selector instead."""
     from robot_stack.store import EpisodeMeta, TrajectoryStore
 
     store = svc.open()
@@ -58,7 +60,8 @@ def run_online(svc: Any, sim: Any, task: str, store_path: str | Path, rounds: in
         episodes = transitions = 0
         for r in range(rounds):
             t0 = time.perf_counter()
-            actor = PolicyActor(svc.policy, stochastic=True, gripper_hold_steps=gripper_hold_steps)
+            actor = make_actor(svc) if make_actor is not None else \
+                PolicyActor(svc.policy, stochastic=True, gripper_hold_steps=gripper_hold_steps)
             ok = 0
             for _ in range(episodes_per_round):
                 ep_seed = 10_000_000 + seed * 100_003 + episodes

@@ -4,7 +4,8 @@
                                    service.start() / stop() / join() / run()
 
 `bc` builds the bc_conv LearnerService (robot_stack.learn.bc); `openvla` the OpenVLA LoRA learner
-(robot_stack.policies.openvla.learner, recipe learner=openvla_lora); every algorithm registered in
+(robot_stack.policies.openvla.learner, recipe learner=openvla_lora); `parl` the PA-RL learner (robot_stack.algos.parl:
+critic + base-policy distillation, recipes learner=parl_diffusion_state / parl_openvla); every other algorithm registered in
 robot_stack.algos.base.ALGOS builds the RLLearnerService.
 """
 
@@ -49,6 +50,14 @@ def build_openvla_service(cfg: Any, announce: Callable | None, on_progress: Call
 
     return OpenVLALearnerService(str(cfg.store), str(cfg.checkpoints), OpenVLALearnerConfig.from_dict(_learner_dict(cfg)),
                                  announce=announce, on_progress=on_progress)
+
+
+@SERVICES.register("parl")
+def build_parl_service(cfg: Any, announce: Callable | None, on_progress: Callable | None) -> Any:
+    from robot_stack.algos.parl import PARLLearnerConfig, PARLLearnerService
+
+    return PARLLearnerService(str(cfg.store), str(cfg.checkpoints), PARLLearnerConfig.from_dict(_learner_dict(cfg)),
+                              announce=announce, on_progress=on_progress)
 
 
 def build_rl_service(cfg: Any, announce: Callable | None, on_progress: Callable | None) -> Any:

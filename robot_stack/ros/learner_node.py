@@ -44,6 +44,11 @@ class LearnerNode(Node):
         # critic_update for a critic learner (learner=vgps: its own checkpoint kind, swapped by the inference node
         # independently of the policy), policy_update otherwise.
         self.pub_update = self.create_publisher(String, update_topic, LATCHED)
+        # A learner that writes both kinds (PA-RL: base-policy versions and critic versions) announces each checkpoint
+        # on its kind's topic (announce_topic); the configured topic stays the default.
+        self.update_topic = update_topic
+        other = "policy_update" if update_topic == "critic_update" else "critic_update"
+        self._pubs = {update_topic: self.pub_update, other: self.create_publisher(String, other, LATCHED)}
         self.pub_status = self.create_publisher(String, "learner/status", STATUS)
         self.service = service_factory(self._announce, self._progress)
         self.service.start()
@@ -68,10 +73,11 @@ class LearnerNode(Node):
 
     def _announce(self, update) -> None:
         # Called from the learner thread; rclpy publishers may be used from any thread.
+        topic = announce_topic(update, self.update_topic)   # read from the local checkpoint, before a URL replaces it
         if self.checkpoint_server is not None:
             # The robot cannot read our disk: announce where our server serves it (same sha256, same version).
             update = self.checkpoint_server.announce(update)
-        self.pub_update.publish(String(data=update.to_json()))
+        self._pubs[topic].publish(String(data=update.to_json()))
         self.get_logger().info(f"announced checkpoint v{update.version}: {update.path}")
 
     def _progress(self, info: dict) -> None:
@@ -90,6 +96,21 @@ def update_topic(learner_cfg) -> str:
     "critic", learner=vgps), else policy_update."""
     extra = (learner_cfg.get("policy_config") or {}).get("extra") or {}
     return "critic_update" if extra.get("kind") == "critic" else "policy_update"
+
+
+def announce_topic(update, default: str) -> str:
+    """The topic of one announced checkpoint: critic_update for a checkpoint of kind "critic" (its config.json,
+    robot_stack.policies.checkpoint.checkpoint_kind), policy_update for a policy, `default` when the local
+    config.json cannot be read. PA-RL's learner publishes its base policy and its critic from one service."""
+    from pathlib import Path
+
+    from robot_stack.policies.checkpoint import CONFIG_FILE, CRITIC_KIND, checkpoint_kind
+
+    try:
+        kind = checkpoint_kind(json.loads((Path(update.path) / CONFIG_FILE).read_text()))
+    except (OSError, ValueError):
+        return default
+    return "critic_update" if kind == CRITIC_KIND else "policy_update"
 
 
 def build(cfg):

@@ -51,5 +51,13 @@ def test_every_learner_recipe_composes_into_its_algorithm_config(name):
 
         OpenVLALearnerConfig.from_dict(d)
         return
+    if d["algo"] == "parl":                                     # robot_stack/algos/parl.py: + the base policy
+        from robot_stack.algos.parl import ActionOptConfig, PARLConfig, PARLLearnerConfig
+
+        with pytest.raises(ValueError, match="base_checkpoint"):  # shipped without a base: required at launch
+            PARLLearnerConfig.from_dict(d)
+        algo_config = PARLConfig.from_dict(PARLLearnerConfig.from_dict({**d, "base_checkpoint": "/b"}).algo_config)
+        ActionOptConfig.from_dict(algo_config.action_opt)
+        return
     rl = RLLearnerConfig.from_dict(d)
     algo_class(rl.algo).config_class.from_dict(rl.algo_config)

@@ -292,6 +292,27 @@ class DiffusionPolicy(Policy):
             x = self.schedule.ddim_step(eps, t, x, c.num_inference_steps, c.ddim_eta, step_noise, c.clip_sample)
         return x
 
+    @torch.no_grad()
+    def sample_normalized_batch(self, obs_histories: dict[str, torch.Tensor], k: int) -> torch.Tensor:
+        """K chunks for EACH of B observation histories {key: (B, T_o, ...)} (or (B, ...) single frames) ->
+        (B, K, T_p, A) in [−1, 1]: one UNet batch of B·K per denoising step, the encoder run once per history.
+        PA-RL (robot_stack/algos/parl.py) samples N candidates for every state of a training batch this way; on a
+        CPU one B·K batch is several times cheaper than B calls of `sample_normalized`."""
+        c = self.config
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        net = self.acting_net()
+        cond = self.obs_cond(net, self._with_history_axis(obs_histories), train=False)
+        b = cond.shape[0]
+        cond = cond.repeat_interleave(k, dim=0)
+        x = torch.randn((b * k, c.horizon, self.action_dim), device=self.device)
+        for t in self.schedule.inference_timesteps(c.num_inference_steps):
+            steps = torch.full((b * k,), t, dtype=torch.long, device=self.device)
+            eps = net.unet(x, steps, cond)
+            step_noise = torch.randn_like(x) if c.ddim_eta > 0 else None
+            x = self.schedule.ddim_step(eps, t, x, c.num_inference_steps, c.ddim_eta, step_noise, c.clip_sample)
+        return x.reshape(b, k, c.horizon, self.action_dim)
+
     def _history_tensors(self, obs_history: dict[str, Any]) -> dict[str, torch.Tensor]:
         # torch.tensor copies: observations decoded from ROS messages are read-only views of the bytes.
         return {key: torch.tensor(np.asarray(obs_history[key]), device=self.device) for key in self.observation_keys()}
