@@ -57,8 +57,8 @@ def log(msg: str) -> None:
 
 
 def sizes(quick: bool) -> dict:
-    full = {"episodes_data": 80, "episodes_heldout": 20, "diffusion_steps": 4000, "critic_steps": 5000,
-            "batch": 64, "critic_batch": 256, "eval_episodes": 50}
+    full = {"episodes_data": 80, "episodes_heldout": 20, "diffusion_steps": 4000, "critic_steps": 2000,
+            "batch": 64, "critic_batch": 128, "critic_tau": 0.02, "eval_ddim_steps": 5, "eval_episodes": 50}
     if quick:
         full.update(episodes_data=6, episodes_heldout=4, diffusion_steps=20, critic_steps=20, eval_episodes=2)
     return full
@@ -134,6 +134,8 @@ def critic_config(S: dict, seed: int):
     d.update(batch_size=S["critic_batch"], offline_steps=S["critic_steps"], checkpoint_every_steps=S["critic_steps"],
              tensorboard_dir=None, val_every_episode=0, val_every_steps=0, log_every_steps=500, min_episodes=1,
              sources=["sim"], seed=seed, poll_interval_s=0.1)
+    # CPU budget: τ above V-GPS's 5e-3 so values propagate in a few thousand updates (the report says so).
+    d["algo_config"] = {**d["algo_config"], "tau": S["critic_tau"]}
     return RLLearnerConfig.from_dict(d)
 
 
@@ -205,8 +207,35 @@ def critic_check(critic_dir: Path, heldout: Path) -> dict:
             "q_own_minus_other_task_on_successes": float(np.mean(own_minus_other)) if own_minus_other else float("nan")}
 
 
+def store_summary(path: Path) -> dict:
+    from robot_stack.store import TrajectoryStore
+
+    with TrajectoryStore.open(path, mode="r") as st:
+        metas = [st.episode_meta(i) for i in range(st.n_episodes)]
+        steps = int(st.n_steps) if hasattr(st, "n_steps") else None
+    return {"episodes": len(metas), "successes": sum(bool(m.success) for m in metas), "steps": steps}
+
+
+def acting_generalist(d: Path, S: dict) -> None:
+    """The generalist the evaluation runs: the trained weights (v1) re-saved as v2 with `eval_ddim_steps` DDIM steps
+    (the recipe samples with 10; fewer halve every condition's sampling cost on this CPU budget). Same for every
+    condition, so the comparison is unaffected; the report says so."""
+    from robot_stack.policies.checkpoint import PolicySchema, latest_checkpoint, load_policy, save_checkpoint
+
+    policy, manifest = load_policy(d / "generalist" / "v0001")
+    if manifest.version != 1 or latest_checkpoint(d / "generalist").name != "v0001":
+        return
+    schema = PolicySchema.from_json(json.loads((d / "generalist" / "v0001" / "schema.json").read_text()))
+    policy.config.num_inference_steps = S["eval_ddim_steps"]
+    save_checkpoint(policy, policy.normalizer, schema, d / "generalist", 2, manifest.step, parent=1,
+                    extra={"bench": "vgps generalist", "eval_ddim_steps": S["eval_ddim_steps"]})
+
+
 def prepare(seed: int, S: dict, work: Path) -> dict:
-    """Data, generalist and critic of one seed, cached under work/s<seed>/ (info.json marks completion)."""
+    """Data, generalist and critic of one seed, cached under work/s<seed>/ (info.json marks completion; each stage's
+    output is reused when a run was stopped after it)."""
+    from robot_stack.policies.checkpoint import read_manifest
+
     d = work / f"s{seed}"
     info_path = d / "info.json"
     if info_path.is_file():
@@ -214,11 +243,19 @@ def prepare(seed: int, S: dict, work: Path) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     info: dict = {"seed": seed}
     t0 = time.perf_counter()
-    info["data"] = make_data(d / "store.zarr", S["episodes_data"], 7000 + seed)
-    info["heldout"] = make_data(d / "heldout.zarr", S["episodes_heldout"], 9000 + seed)
-    info["data"]["gen_s"] = time.perf_counter() - t0
+    if (d / "heldout.zarr").is_dir() and (d / "generalist" / "v0001").is_dir():
+        info["data"], info["heldout"] = store_summary(d / "store.zarr"), store_summary(d / "heldout.zarr")
+    else:
+        info["data"] = make_data(d / "store.zarr", S["episodes_data"], 7000 + seed)
+        info["heldout"] = make_data(d / "heldout.zarr", S["episodes_heldout"], 9000 + seed)
+        info["data"]["gen_s"] = time.perf_counter() - t0
     log(f"s{seed}: data {info['data']}, held-out {info['heldout']}")
-    info["generalist"] = train_generalist(d / "store.zarr", d / "generalist", S, seed)
+    if (d / "generalist" / "v0001").is_dir():
+        m = read_manifest(d / "generalist" / "v0001")
+        info["generalist"] = {"updates": m.step, "train_s": float("nan"), "loss": float("nan"), "reused": True}
+    else:
+        info["generalist"] = train_generalist(d / "store.zarr", d / "generalist", S, seed)
+    acting_generalist(d, S)
     info["critic"] = train_critic(d / "store.zarr", d / "critic", S, seed)
     info["critic_check"] = critic_check(d / "critic", d / "heldout.zarr")
     log(f"s{seed}: critic check {info['critic_check']}")
@@ -412,7 +449,10 @@ def write_report(cells: list[dict], infos: dict, S: dict, out_dir: Path) -> None
          f"Data per seed: {S['episodes_data']} scripted episodes, translation noise {NOISE_M} m/step, "
          f"{int(FAILURE_SHARE * 100)} % made to fail (heavy noise or truncated). Generalist: diffusion_state trained "
          f"{S['diffusion_steps']} updates on every episode, failures included, without any task input. Critic: "
-         f"learner=vgps_state, {S['critic_steps']} updates. Success: ground truth at any step, seeded resets "
+         f"learner=vgps_state, {S['critic_steps']} updates at batch {S['critic_batch']} with τ {S['critic_tau']} (V-GPS: 5e-3; "
+         "raised so values propagate within this CPU budget). The generalist samples with "
+         f"{S['eval_ddim_steps']} DDIM steps in every condition (the recipe's 10 halved for the CPU budget; same weights). "
+         "Success: ground truth at any step, seeded resets "
          f"{EVAL_SEED} + 1000·seed + i (identical across conditions of a seed). One torch thread, nice 5, on a "
          "shared 2-core machine.", "",
          "| condition | success per seed | mean rate (± std over seeds) | per task (all seeds) | ms/tick mean | "
@@ -440,6 +480,14 @@ def write_report(cells: list[dict], infos: dict, S: dict, out_dir: Path) -> None
                      f"{cc['mean_q_success']:.1f} / {cc['mean_q_failure']:.1f} | "
                      f"{cc['q_own_minus_other_task_on_successes']:.2f} |")
         L.append("")
+    pairs = paired(by, seeds, names)
+    if pairs:
+        L += ["Paired on identical resets (all seeds): episodes where the condition succeeded and the reference failed "
+              "(wins) and the reverse (losses); a sign test's two-sided p under 'no difference':", "",
+              "| condition | vs | wins | losses | p |", "| --- | --- | --- | --- | --- |"]
+        for r in pairs:
+            L.append(f"| {r['condition']} | {r['reference']} | {r['wins']} | {r['losses']} | {r['p']:.2g} |")
+        L.append("")
     lat = {s: info["latency"] for s, info in sorted(infos.items()) if "latency" in info}
     if lat:
         L += ["Latency, interleaved (each round steps every runner once on the same recorded observation, so the "
@@ -462,6 +510,56 @@ def write_report(cells: list[dict], infos: dict, S: dict, out_dir: Path) -> None
     if missing:
         L += ["Not run (time): " + ", ".join(missing), ""]
     (out_dir / "vgps.md").write_text("\n".join(L) + "\n")
+    if rows:
+        plot(rows, out_dir / "vgps.png")
+
+
+def paired(by: dict, seeds: list[int], names: list[str]) -> list[dict]:
+    """Per-reset comparison of each re-ranking condition against k1 and random_k10 (same resets within a seed)."""
+    from math import comb
+
+    out = []
+    for ref in ("k1", "random_k10"):
+        for name in names:
+            if name in ("policy", "k1", ref) or not name.startswith(("vgps", "random")):
+                continue
+            wins = losses = 0
+            for s in seeds:
+                a, b = by.get((s, name)), by.get((s, ref))
+                if a is None or b is None:
+                    continue
+                ref_ok = {e["seed"]: e["success"] for e in b["episode_rows"]}
+                for e in a["episode_rows"]:
+                    if e["seed"] in ref_ok:
+                        wins += e["success"] and not ref_ok[e["seed"]]
+                        losses += ref_ok[e["seed"]] and not e["success"]
+            n = wins + losses
+            if n:
+                tail = sum(comb(n, i) for i in range(0, min(wins, losses) + 1)) / 2 ** n
+                out.append({"condition": name, "reference": ref, "wins": int(wins), "losses": int(losses),
+                            "p": min(1.0, 2 * tail)})
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = np.arange(len(rows))
+    ax.bar(x, [r["mean_rate"] for r in rows], color="lightsteelblue")
+    for i, r in enumerate(rows):
+        ax.plot([i] * len(r["successes"]), [s / n for s, n in zip(r["successes"], r["episodes"], strict=True)], "k.")
+    ax.set_xticks(x, [r["condition"] for r in rows], rotation=30, ha="right", fontsize=7)
+    ax.set(ylabel="success rate (bar: mean, dots: seeds)", ylim=(0, 1), title="V-GPS on a diffusion generalist (sim)")
+    bx.bar(x, [r["latency_ms_mean"] for r in rows], color="tan")
+    bx.set_xticks(x, [r["condition"] for r in rows], rotation=30, ha="right", fontsize=7)
+    bx.set(ylabel="ms per tick (evaluation runs)", title="runner step() time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:
