@@ -82,6 +82,33 @@ def evaluate_both(policy, S: dict) -> dict:
     return out
 
 
+def forward_start_drift(store) -> dict:
+    """Where forward attempts start, against where the forward demos start: the cube's offset from the homed arm
+    (observation.environment_state[0:2] at step 0; every attempt begins with the arm at home), as the distance from
+    the demos' mean start; and practice success (truth) for starts near the demos' (<= 5 cm) and far from them."""
+    import numpy as np
+
+    def starts(eps):
+        return np.array([store.get_episode(i, ["observation.environment_state"])["observation.environment_state"][0, :2]
+                         for i in eps]).reshape(-1, 2)
+
+    from robot_stack.sim.tasks import get_task
+
+    names = {FORWARD, get_task(FORWARD).language}   # the store files the task's language
+    demos = [i for i in store.episodes(source="sim") if store.episode_meta(i).task in names]
+    practice = [i for i in store.episodes(source="practice") if store.episode_meta(i).phase == "forward"]
+    if not demos or not practice:
+        return {}
+    center = starts(demos).mean(axis=0)
+    d = np.linalg.norm(starts(practice) - center, axis=1)
+    ok = np.array([bool(store.episode_meta(i).true_success) for i in practice])
+    near = d <= 0.05
+    return {"demo_start_spread_m": round(float(np.linalg.norm(starts(demos) - center, axis=1).mean()), 3),
+            "median_m": round(float(np.median(d)), 3), "share_near": round(float(near.mean()), 2),
+            "success_near": f"{int(ok[near].sum())}/{int(near.sum())}",
+            "success_far": f"{int(ok[~near].sum())}/{int((~near).sum())}"}
+
+
 def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state") -> dict:
     import torch
 
@@ -141,7 +168,8 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "ca
     t2 = time.perf_counter()
     try:
         final = run_practice(svc, sim, store, pair, judge,
-                             PracticeConfig(horizon_steps=S["horizon_steps"], max_attempts=S["attempts"]),
+                             PracticeConfig(horizon_steps=S["horizon_steps"], max_attempts=S["attempts"],
+                                            scheduled_reset_steps=S.get("scheduled_reset_steps", 0)),
                              attempts_per_update=S["attempts_per_update"], seed=seed, on_update=on_update)
     finally:
         sim.close()
@@ -150,6 +178,8 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "ca
     out["before"] = before
     with TrajectoryStore.open(store, mode="r") as s:
         out["classifier_on_practice"] = evaluate_classifier(clf, s, s.episodes(source="practice"))
+        out["forward_start_drift"] = forward_start_drift(s)
+        log(f"s{seed} forward attempts' start vs the demos': {out['forward_start_drift']}")
     out.update(final={k: final[k] for k in ("attempts", "interventions", "scheduled_resets", "resets_by_kind",
                                              "interventions_per_100_attempts", "classifier", "true_success_rate")},
                curve=curve, updates=svc.step)
@@ -182,11 +212,15 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--learner", default="calql_state", help="learner recipe (calql_state, rlpd_state, ...)")
     ap.add_argument("--attempts", type=int, help="practice attempts per seed (default: the sizes' attempts)")
+    ap.add_argument("--scheduled-reset-steps", type=int, default=0,
+                    help="reset the scene every N executed steps (counted apart; 120 = before every forward attempt, "
+                         "the episodic control of a reset-free run)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     S = sizes(args.quick)
     if args.attempts:
         S["attempts"] = args.attempts
+    S["scheduled_reset_steps"] = args.scheduled_reset_steps
     cells = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"bench_practice_{seed}_") as tmp:
