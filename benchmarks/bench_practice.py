@@ -5,14 +5,17 @@ Per seed:
                with object state (observation.environment_state) and a 64 px front camera (for the classifier)
     classifier the CNN success classifier trained on those demos (robot_stack.practice.classifier); FP/FN measured
                on held-out practice attempts against the sim's truth
-    offline    Cal-QL (calql_state.yaml recipe; one policy for both directions, one-hot task) on the demos
+    learner    --learner's recipe (calql_state by default, rlpd_state; one policy for both directions, one-hot task)
     before     forward and backward success from seeded resets (ground truth, deterministic actor, N each)
     practice   M reset-free attempts alternating forward/backward, labelled by the judge, learner round every k
     after      the same evaluation as before
+(the experiment itself is robot_stack/practice/experiment.py, which `robot-stack demo demo.loop=practice` runs too)
 
     python benchmarks/bench_practice.py --seeds 0 1 2                     # judge = the trained classifier
     python benchmarks/bench_practice.py --seeds 0 --judge ground_truth    # the oracle-reward control
     python benchmarks/bench_practice.py --quick --seeds 0                 # a smoke run (~2 min)
+    python benchmarks/bench_practice.py --learner rlpd_state --attempts 240 --scheduled-reset-steps 1000
+                                                                          # RLPD, RoboFuME's sim reset protocol
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 RESULTS = REPO / "benchmarks" / "results"
 FORWARD, BACKWARD = "put_cube_in_bowl", "take_cube_out_of_bowl"
-EVAL_SEED = 1_000_000
 
 
 def log(msg: str) -> None:
@@ -46,144 +48,18 @@ def sizes(quick: bool) -> dict:
     return full
 
 
-def learner_cfg(S: dict, seed: int, learner: str = "calql_state"):
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
-
-    from robot_stack.learn.rl_service import RLLearnerConfig
-
-    with initialize_config_module("robot_stack.conf", version_base=None):
-        c = compose("robot_stack", overrides=[f"learner={learner}", "data_dir=/tmp"])
-    d = OmegaConf.to_container(c.learner, resolve=True)
-    d.pop("torch_threads", None)
-    # RLPD has no offline phase (its recipe's offline_steps 0 stays) and the Tier 1c batch of 128 (bench_learning).
-    rlpd = d["algo"] == "rlpd"
-    d.update(task=None, sources=["sim"], min_episodes=1,
-             offline_steps=d["offline_steps"] if rlpd else S["offline_steps"],
-             batch_size=S["rlpd_batch"] if rlpd else S["batch"],
-             tensorboard_dir=None, val_every_episode=0, val_every_steps=0, checkpoint_every_steps=100_000,
-             log_every_steps=1000, online=True, utd_ratio=S["utd"], seed=seed, poll_interval_s=0.1)
-    d["policy_config"] = {**d["policy_config"], "conditioning": "onehot"}
-    return RLLearnerConfig.from_dict(d)
-
-
-def evaluate_both(policy, S: dict) -> dict:
-    from robot_stack.learn.evaluate import evaluate
-    from robot_stack.sim.env import SimConfig, TabletopSim
-
-    out = {}
-    for task in (FORWARD, BACKWARD):
-        sim = TabletopSim(SimConfig(task=task, cameras=()))
-        try:
-            r = evaluate(policy, task, episodes=S["eval_episodes"], seed=EVAL_SEED, sim=sim)
-        finally:
-            sim.close()
-        out[task] = {"successes": r.successes, "episodes": r.n, "success_rate": r.success_rate}
-    return out
-
-
-def forward_start_drift(store) -> dict:
-    """Where forward attempts start, against where the forward demos start: the cube's offset from the homed arm
-    (observation.environment_state[0:2] at step 0; every attempt begins with the arm at home), as the distance from
-    the demos' mean start; and practice success (truth) for starts near the demos' (<= 5 cm) and far from them."""
-    import numpy as np
-
-    def starts(eps):
-        return np.array([store.get_episode(i, ["observation.environment_state"])["observation.environment_state"][0, :2]
-                         for i in eps]).reshape(-1, 2)
-
-    from robot_stack.sim.tasks import get_task
-
-    names = {FORWARD, get_task(FORWARD).language}   # the store files the task's language
-    demos = [i for i in store.episodes(source="sim") if store.episode_meta(i).task in names]
-    practice = [i for i in store.episodes(source="practice") if store.episode_meta(i).phase == "forward"]
-    if not demos or not practice:
-        return {}
-    center = starts(demos).mean(axis=0)
-    d = np.linalg.norm(starts(practice) - center, axis=1)
-    ok = np.array([bool(store.episode_meta(i).true_success) for i in practice])
-    near = d <= 0.05
-    return {"demo_start_spread_m": round(float(np.linalg.norm(starts(demos) - center, axis=1).mean()), 3),
-            "median_m": round(float(np.median(d)), 3), "share_near": round(float(near.mean()), 2),
-            "success_near": f"{int(ok[near].sum())}/{int(near.sum())}",
-            "success_far": f"{int(ok[~near].sum())}/{int((~near).sum())}"}
-
-
 def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state") -> dict:
-    import torch
+    """One seed: robot_stack.practice.experiment.run_practice_experiment with the benchmark's sizes."""
+    from robot_stack.practice.experiment import PracticeExperiment, run_practice_experiment
 
-    from robot_stack.learn.rl_service import RLLearnerService
-    from robot_stack.practice.classifier import evaluate_classifier, train_classifier
-    from robot_stack.practice.inprocess import run_practice
-    from robot_stack.practice.judge import ClassifierJudge, GroundTruthJudge
-    from robot_stack.practice.session import PracticeConfig, TaskPair
-    from robot_stack.sim.env import SimConfig, TabletopSim
-    from robot_stack.sim.generate import generate
-    from robot_stack.store import TrajectoryStore
-
-    torch.set_num_threads(1)
-    store = work / "store.zarr"
-    t0 = time.perf_counter()
-    generate(store, tasks=[FORWARD, BACKWARD], episodes=S["demos"], failure_share=S["failure_share"],
-             noise_std_m=S["noise_m"], workers=1, image_size_px=S["image_px"], cameras=("front",),
-             environment_state=True, seed=7000 + seed, progress=False)
-    out: dict = {"seed": seed, "judge": judge_kind, "learner": learner, "gen_s": round(time.perf_counter() - t0, 1)}
-    pair = TaskPair.from_sim_tasks(FORWARD)
-    with TrajectoryStore.open(store, mode="r") as s:
-        demo_episodes = list(range(s.n_episodes))
-        t1 = time.perf_counter()
-        clf = train_classifier(s, pair.languages, config={"camera": "front", "image_size_px": S["image_px"]},
-                               steps=S["classifier_steps"], seed=seed,
-                               progress=lambda m: log(f"s{seed} classifier step {m['step']} loss {m['loss']:.3f}"),
-                               progress_every=500)
-        out["classifier_s"] = round(time.perf_counter() - t1, 1)
-        out["classifier_on_demos"] = evaluate_classifier(clf, s, demo_episodes)
-    svc = RLLearnerService(store, work / "ckpt", learner_cfg(S, seed, learner))
-    curve = []
-    before = {}
-    orig = svc.train_offline
-
-    def offline_then_eval():
-        t = time.perf_counter()
-        orig()
-        out["offline_s"] = round(time.perf_counter() - t, 1)
-        before.update(evaluate_both(svc.policy, S))
-        log(f"s{seed} after {svc.step} offline updates: " + ", ".join(
-            f"{k} {v['successes']}/{v['episodes']}" for k, v in before.items()))
-
-    svc.train_offline = offline_then_eval
-
-    def on_update(r):
-        st = r.status
-        curve.append({"attempts": r.attempts, "step": r.step, "version": r.version,
-                      "true_success_rate": st["true_success_rate"], "success_rate": st["success_rate"],
-                      "interventions": st["interventions"], "wall_s": round(r.wall_s, 1)})
-        if r.attempts % 10 == 0 or r.attempts == S["attempts"]:
-            log(f"s{seed} attempt {r.attempts}/{S['attempts']} step {r.step} truth fw/bw "
-                f"{st['true_success_rate']} judge {st['success_rate']} interventions {st['interventions']}")
-
-    sim = TabletopSim(SimConfig(task=FORWARD, cameras=("front",), image_size_px=S["image_px"], reset_free=True,
-                                seed=8000 + seed))
-    judge = ClassifierJudge(clf) if judge_kind == "classifier" else GroundTruthJudge(sim)
-    t2 = time.perf_counter()
-    try:
-        final = run_practice(svc, sim, store, pair, judge,
-                             PracticeConfig(horizon_steps=S["horizon_steps"], max_attempts=S["attempts"],
-                                            scheduled_reset_steps=S.get("scheduled_reset_steps", 0)),
-                             attempts_per_update=S["attempts_per_update"], seed=seed, on_update=on_update)
-    finally:
-        sim.close()
-    out["practice_s"] = round(time.perf_counter() - t2, 1)
-    out["after"] = evaluate_both(svc.policy, S)
-    out["before"] = before
-    with TrajectoryStore.open(store, mode="r") as s:
-        out["classifier_on_practice"] = evaluate_classifier(clf, s, s.episodes(source="practice"))
-        out["forward_start_drift"] = forward_start_drift(s)
-        log(f"s{seed} forward attempts' start vs the demos': {out['forward_start_drift']}")
-    out.update(final={k: final[k] for k in ("attempts", "interventions", "scheduled_resets", "resets_by_kind",
-                                             "interventions_per_100_attempts", "classifier", "true_success_rate")},
-               curve=curve, updates=svc.step)
-    log(f"s{seed} done: before {before} after {out['after']}")
+    x = PracticeExperiment(forward_task=FORWARD, learner=learner, judge=judge_kind, demos=S["demos"],
+                           failure_share=S["failure_share"], noise_m=S["noise_m"], offline_steps=S["offline_steps"],
+                           batch=S["batch"], rlpd_batch=S["rlpd_batch"], utd=S["utd"], attempts=S["attempts"],
+                           attempts_per_update=S["attempts_per_update"], horizon_steps=S["horizon_steps"],
+                           scheduled_reset_steps=S.get("scheduled_reset_steps", 0), eval_episodes=S["eval_episodes"],
+                           classifier_steps=S["classifier_steps"], image_px=S["image_px"], seed=seed)
+    out = run_practice_experiment(x, work, log=lambda m: log(f"s{seed} {m}"))
+    log(f"s{seed} done: before {out['before']} after {out['after']}")
     return out
 
 

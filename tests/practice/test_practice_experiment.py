@@ -1,0 +1,51 @@
+"""The practice experiment that `robot-stack demo demo.loop=practice` and bench_practice.py run, at a tiny size:
+real generator, zarr store, CNN classifier, RLPD learner service and reset-free MuJoCo session."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from robot_stack.practice.experiment import PracticeExperiment, plot_curve, run_practice_experiment
+from robot_stack.store import TrajectoryStore
+
+
+def test_a_tiny_practice_experiment_runs_end_to_end_and_reports_what_happened(tmp_path):
+    x = PracticeExperiment(learner="rlpd_state", demos=2, failure_share=0.0, attempts=4, attempts_per_update=2,
+                           horizon_steps=8, eval_episodes=1, classifier_steps=5, rlpd_batch=16, seed=3)
+    lines: list[str] = []
+    r = run_practice_experiment(x, tmp_path, log=lines.append)
+    assert r["final"]["attempts"] == 4
+    assert set(r["before"]) == set(r["after"]) == {"put_cube_in_bowl", "take_cube_out_of_bowl"}
+    assert [p["attempts"] for p in r["curve"]] == [2, 4]
+    assert r["updates"] > 0 and r["versions"]                   # the learner took the attempts in
+    with TrajectoryStore.open(tmp_path / "store.zarr", mode="r") as s:
+        practice = s.episodes(source="practice")
+        assert len(practice) == 4
+        assert [s.episode_meta(i).phase for i in practice] == ["forward", "backward", "forward", "backward"]
+    drift = r["forward_start_drift"]
+    assert drift["share_near"] >= 0.0 and drift["success_near"].count("/") == 1
+    assert any(line.startswith("attempt 4/4") for line in lines)  # progress is shown
+    png = plot_curve(r, tmp_path / "p.png")
+    assert png is None or png.stat().st_size > 0
+    json.dumps(r, default=str)
+
+
+def test_bad_settings_are_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="judge"):
+        PracticeExperiment(judge="oracle")
+    with pytest.raises(ValueError, match="attempts"):
+        PracticeExperiment(attempts=0)
+
+
+def test_demo_refuses_an_unknown_loop_and_unknown_practice_settings(tmp_path, monkeypatch, capsys):
+    from robot_stack.cli.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    assert run_demo(["demo.loop=nonsense"]) == 2
+    assert "demo.loop must be 'bc'" in capsys.readouterr().out
+    assert run_demo(["demo.loop=practice", "+demo.practice.speed=9"]) == 2
+    assert "demo.practice" in capsys.readouterr().out
+    assert run_demo(["demo.loop=practice", "task=take_cube_out_of_bowl"]) == 2   # a backward task
+    assert "forward task" in capsys.readouterr().out
