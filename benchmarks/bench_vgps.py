@@ -509,7 +509,11 @@ def write_report(cells: list[dict], infos: dict, S: dict, out_dir: Path) -> None
     missing = [f"{n} s{s}" for s in seeds for n in CONDITIONS if (s, n) not in by]
     if missing:
         L += ["Not run (time): " + ", ".join(missing), ""]
-    (out_dir / "vgps.md").write_text("\n".join(L) + "\n")
+    # The hand-written findings below the tables survive a regeneration of the tables.
+    md = out_dir / "vgps.md"
+    old = md.read_text() if md.is_file() else ""
+    findings = old[old.index("## Findings"):] if "## Findings" in old else ""
+    md.write_text("\n".join(L) + "\n" + findings)
     if rows:
         plot(rows, out_dir / "vgps.png")
 
