@@ -582,7 +582,7 @@ class PARLSelector(ActionSelector):
         if samples.ndim != 2 or samples.shape[0] != self.cfg.num_base_actions:
             raise ValueError(f"sample_actions(obs, {self.cfg.num_base_actions}) returned shape {samples.shape}")
         t1 = time.perf_counter()
-        # "beta": the selection temperature in the key VGPSSelector's info uses (0 = argmax).
+        # "mode"/"n"/"k"/"beta" name PA-RL in the store tag (selection_tag: "+parl:critic@vC:N32:K10:beta0").
         info: dict[str, Any] = {"mode": "parl", "n": int(samples.shape[0]), "k": min(self.cfg.num_keep, len(samples)),
                                 "beta": 0.0 if self.cfg.selection == "argmax" else self.cfg.temperature}
         critic = self.critic

@@ -59,7 +59,11 @@ def selection_tag(info: dict[str, Any]) -> str:
     critic = f"critic@v{info['critic_version']}" if "critic_version" in info else "critic"
     if "fallback" in info:
         critic = "nocritic"
-    return f"+vgps:{critic}:{k}:beta{info['beta']:g}"
+    # The selector names itself ("vgps", "parl"): PA-RL ticks must not be filed as V-GPS ones. PA-RL also says how
+    # many base samples it drew (N) before keeping K.
+    mode = str(info.get("mode", "vgps"))
+    n = f"N{info['n']}:" if "n" in info else ""
+    return f"+{mode}:{critic}:{n}{k}:beta{info['beta']:g}"
 
 
 def softmax_probabilities(q: np.ndarray, beta: float) -> np.ndarray:

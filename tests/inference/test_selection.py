@@ -252,5 +252,7 @@ def test_selection_tag_names_the_steering_critic_for_the_store():
     assert selection_tag({"mode": "vgps", "k": 10, "beta": 0.0, "index": 0, "fallback": "no critic"}) == \
         "+vgps:nocritic:K10:beta0"
     assert selection_tag({"mode": "random", "k": 10, "beta": 0.0, "index": 4}) == "+random:K10"
+    assert selection_tag({"mode": "parl", "n": 32, "k": 10, "beta": 0.0, "critic_version": 4}) == \
+        "+parl:critic@v4:N32:K10:beta0"       # PA-RL ticks are filed as PA-RL, not V-GPS
     tag = "policy:diffusion@v7" + selection_tag({"mode": "vgps", "k": 10, "beta": 0.1, "critic_version": 2})
     assert parse_source(tag) == ("policy", "diffusion@v7+vgps:critic@v2:K10:beta0.1") and "," not in tag
