@@ -98,9 +98,11 @@ class RosPracticeRig:
                 time.sleep(POLL_S)
         finally:
             self.hold()
+        # A command already in flight executes on the arm's next tick. Wait for it on an abort too: otherwise it lands
+        # after the discard, in the next attempt's recording (seen: a 6-step episode at horizon 5 after a stop/start).
+        time.sleep(self.settle_s)
         if aborted:  # discarded anyway; a dead recorder would only make the catch-up wait time out
             return AttemptRun(steps, None, aborted=aborted, policy_version=version)
-        time.sleep(self.settle_s)  # a command already in flight executes on the arm's next tick
         with self._lock:
             steps = self._executed - start
         if not c.wait_recorder_caught_up(steps, timeout_s=10.0):
