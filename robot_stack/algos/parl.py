@@ -928,22 +928,7 @@ class PARLLearnerService(RLLearnerService):
         self._distill_budget -= distilled
         if distilled:
             self._refresh_caches(resample=True)
-        taken = 0
-        while not self._stop.is_set():
-            n = int(min(self._budget, self._next_checkpoint_step() - self.step))
-            if cfg.online_steps > 0:
-                n = min(n, cfg.offline_steps + cfg.online_steps - self.step)
-            if n <= 0:
-                break
-            done = self._train(n)
-            self._budget -= done
-            taken += done
-            if done < n:
-                break
-            if self.step % cfg.checkpoint_every_steps == 0 or self.online_finished:
-                self._save()
-        if save and taken and self.step % cfg.checkpoint_every_steps:
-            self._save()
+        taken = self._spend_budget(save)
         if distilled:   # every distilled base is published: it is what acts next
             self.save_base()
         return taken

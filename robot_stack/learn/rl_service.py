@@ -320,6 +320,13 @@ class RLLearnerService(BackgroundService):
             log.info("online: +%d transitions (%d online episodes, %d transitions)", new,
                      len(self.online_pool.episode_ids), len(self.online_pool))
         self._budget += cfg.utd_ratio * new
+        return self._spend_budget(save)
+
+    def _spend_budget(self, save: bool) -> int:
+        """Take the update budget earned so far (in checkpoint-sized chunks, saving at each boundary), stopping early
+        on stop() or the end of online_steps; returns the updates taken. Shared with learners that add their own
+        phases to a round (PA-RL's distillation)."""
+        cfg = self.cfg
         taken = 0
         while not self._stop.is_set():
             n = int(min(self._budget, self._next_checkpoint_step() - self.step))
