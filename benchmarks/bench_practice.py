@@ -48,7 +48,8 @@ def sizes(quick: bool) -> dict:
     return full
 
 
-def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state") -> dict:
+def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state",
+             start_positives: bool = True) -> dict:
     """One seed: robot_stack.practice.experiment.run_practice_experiment with the benchmark's sizes."""
     from robot_stack.practice.experiment import PracticeExperiment, run_practice_experiment
 
@@ -57,7 +58,8 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "ca
                            batch=S["batch"], rlpd_batch=S["rlpd_batch"], utd=S["utd"], attempts=S["attempts"],
                            attempts_per_update=S["attempts_per_update"], horizon_steps=S["horizon_steps"],
                            scheduled_reset_steps=S.get("scheduled_reset_steps", 0), eval_episodes=S["eval_episodes"],
-                           classifier_steps=S["classifier_steps"], image_px=S["image_px"], seed=seed)
+                           classifier_steps=S["classifier_steps"], image_px=S["image_px"], seed=seed,
+                           classifier_start_positives=start_positives)
     out = run_practice_experiment(x, work, log=lambda m: log(f"s{seed} {m}"))
     log(f"s{seed} done: before {out['before']} after {out['after']}")
     return out
@@ -91,6 +93,10 @@ def main(argv=None) -> int:
     ap.add_argument("--scheduled-reset-steps", type=int, default=0,
                     help="reset the scene every N executed steps (counted apart; 120 = before every forward attempt, "
                          "the episodic control of a reset-free run)")
+    ap.add_argument("--no-start-positives", action="store_true",
+                    help="train the classifier on final frames only (before 2026-12-08), not also on the demos' "
+                         "first frames as the reverse task's goal")
+    ap.add_argument("--tag", default="", help="suffix of the result files' names (keeps runs apart)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     S = sizes(args.quick)
@@ -100,11 +106,12 @@ def main(argv=None) -> int:
     cells = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"bench_practice_{seed}_") as tmp:
-            cells.append(run_seed(seed, S, args.judge, Path(tmp), args.learner))
+            cells.append(run_seed(seed, S, args.judge, Path(tmp), args.learner, not args.no_start_positives))
     name = ("practice" + ("" if args.learner == "calql_state" else f"_{args.learner}") + ("_quick" if args.quick else "")
-            + ("" if args.judge == "classifier" else f"_{args.judge}"))
+            + ("" if args.judge == "classifier" else f"_{args.judge}") + args.tag)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    S["classifier_start_positives"] = not args.no_start_positives
     (out / f"{name}.json").write_text(json.dumps({"sizes": S, "judge": args.judge, "cells": cells}, indent=2))
     (out / f"{name}.md").write_text(report(cells, S, args.judge))
     print(report(cells, S, args.judge))

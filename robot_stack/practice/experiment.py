@@ -47,6 +47,7 @@ class PracticeExperiment:
     scheduled_reset_steps: int = 0              # 0: reset only when practice cannot go on (counted as interventions)
     eval_episodes: int = 20
     classifier_steps: int = 1500
+    classifier_start_positives: bool = True     # demos' first frames label the reverse task's goal (classifier/data.py)
     image_px: int = 64
     seed: int = 0
 
@@ -80,8 +81,9 @@ def learner_config(x: PracticeExperiment):
     return RLLearnerConfig.from_dict(d)
 
 
-def evaluate_pair(policy, pair, episodes: int) -> dict:
-    """Ground-truth success of `policy` on both directions from the same seeded resets."""
+def evaluate_pair(policy, pair, episodes: int, stochastic: bool = False) -> dict:
+    """Ground-truth success of `policy` on both directions from the same seeded resets; `stochastic`: acting as it
+    practises (sampled actions, gripper decision held) instead of the deterministic actor."""
     from robot_stack.learn.evaluate import evaluate
     from robot_stack.sim.env import SimConfig, TabletopSim
 
@@ -89,7 +91,7 @@ def evaluate_pair(policy, pair, episodes: int) -> dict:
     for task in (pair.forward[0], pair.backward[0]):
         sim = TabletopSim(SimConfig(task=task, cameras=()))
         try:
-            r = evaluate(policy, task, episodes=episodes, seed=EVAL_SEED, sim=sim)
+            r = evaluate(policy, task, episodes=episodes, seed=EVAL_SEED, sim=sim, stochastic=stochastic)
         finally:
             sim.close()
         out[task] = {"successes": r.successes, "episodes": r.n, "success_rate": r.success_rate}
@@ -159,7 +161,8 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
                                steps=x.classifier_steps, seed=seed,
                                progress=lambda m: log(f"classifier step {m['step']}/{x.classifier_steps} "
                                                       f"loss {m['loss']:.3f}"),
-                               progress_every=500)
+                               progress_every=500,
+                               reverse=pair.reverse_languages if x.classifier_start_positives else None)
         out["classifier_s"] = round(time.perf_counter() - t1, 1)
         out["classifier_on_demos"] = evaluate_classifier(clf, s, demo_episodes)
     svc = RLLearnerService(store, work / "checkpoints", learner_config(x))
@@ -203,12 +206,17 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
         sim.close()
     out["practice_s"] = round(time.perf_counter() - t2, 1)
     out["after"] = evaluate_pair(svc.policy, pair, x.eval_episodes)
+    out["after_sampled"] = evaluate_pair(svc.policy, pair, x.eval_episodes, stochastic=True)
+    log("after practice: " + ", ".join(f"{k} {v['successes']}/{v['episodes']} (sampled actions "
+                                       f"{out['after_sampled'][k]['successes']}/{v['episodes']})"
+                                       for k, v in out["after"].items()))
     out["before"] = before
     with TrajectoryStore.open(store, mode="r") as s:
         out["classifier_on_practice"] = evaluate_classifier(clf, s, s.episodes(source="practice"))
         out["forward_start_drift"] = forward_start_drift(s, pair.forward[0])
     out.update(final={k: final[k] for k in ("attempts", "interventions", "scheduled_resets", "resets_by_kind",
-                                             "interventions_per_100_attempts", "classifier", "true_success_rate")},
+                                             "interventions_per_100_attempts", "classifier", "true_success_rate",
+                                             "policy_ticks")},
                curve=curve, updates=svc.step, versions=versions, store=str(store.resolve()),
                checkpoints=str((work / "checkpoints").resolve()))
     log(f"forward attempts' start vs the demos': {out['forward_start_drift']}")

@@ -64,7 +64,8 @@ def run_practice(svc: Any, sim: Any, store_path: str | Path, tasks: TaskPair, ju
                  config: PracticeConfig, attempts_per_update: int = 2, seed: int = 0, gripper_hold_steps: int = 5,
                  on_update: Callable[[UpdateResult], None] | None = None) -> dict:
     """Offline phase, then `config.max_attempts` practice attempts with a learner round every
-    `attempts_per_update`; returns the session's final status. The service is opened and closed here.
+    `attempts_per_update`; returns the session's final status plus `policy_ticks` (SimPracticeRig.tick_stats). The
+    service is opened and closed here.
 
     judge: a Judge, or a callable sim -> Judge (GroundTruthJudge needs the sim)."""
     from robot_stack.store import TrajectoryStore
@@ -98,7 +99,9 @@ def run_practice(svc: Any, sim: Any, store_path: str | Path, tasks: TaskPair, ju
                                        time.perf_counter() - t0))
 
         session = PracticeSession(rig, the_judge, tasks, config, counts=counts, on_attempt=on_attempt)
-        return session.run()
+        final = session.run()
+        final["policy_ticks"] = rig.tick_stats()
+        return final
     finally:
         if rig is not None:
             rig.close()

@@ -58,6 +58,11 @@ class TaskPair:
     def languages(self) -> tuple[str, str]:
         return self.forward[1], self.backward[1]
 
+    @property
+    def reverse_languages(self) -> dict[str, str]:
+        """Each direction's language -> the other's (each task's start is the other's goal)."""
+        return {self.forward[1]: self.backward[1], self.backward[1]: self.forward[1]}
+
     @classmethod
     def from_sim_tasks(cls, forward: str, backward: str | None = None) -> TaskPair:
         """A pair from `robot-stack sim tasks` (names; the backward task defaults to the forward task's reverse)."""

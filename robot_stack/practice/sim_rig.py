@@ -47,6 +47,19 @@ class SimPracticeRig:
         self._env_state = ENV_STATE_KEY in keys
         self._cameras = tuple(c for c in sim.config.cameras if image_key(c) in keys)
         self._cols: dict[str, np.ndarray] | None = None
+        # Each tick's policy step against the control period: in one process the rig waits for the policy, so a slow
+        # step costs time, not a tick; a tick over the period is one a real-time rig would have missed.
+        self._period_ms = 1000.0 / float(sim.config.control_hz)
+        self._tick_ms: list[float] = []
+
+    def tick_stats(self) -> dict:
+        """Policy step per control tick: count, median/p99/max ms, and ticks over the control period."""
+        t = np.asarray(self._tick_ms, np.float64)
+        if not len(t):
+            return {"ticks": 0, "over_period": 0, "period_ms": self._period_ms}
+        return {"ticks": int(len(t)), "over_period": int((t > self._period_ms).sum()), "period_ms": self._period_ms,
+                "median_ms": round(float(np.median(t)), 2), "p99_ms": round(float(np.percentile(t, 99)), 2),
+                "max_ms": round(float(t.max()), 2)}
 
     def close(self) -> None:
         self.writer.close()
@@ -67,7 +80,9 @@ class SimPracticeRig:
             aborted = should_abort()
             if aborted:
                 break
+            t_tick = time.perf_counter()
             action = np.asarray(self.actor.act(obs, sim), dtype=np.float32)
+            self._tick_ms.append(1000.0 * (time.perf_counter() - t_tick))
             if action.shape != (7,) or not np.all(np.isfinite(action)):
                 return AttemptRun(len(actions), None, fault=f"the policy returned {action!r}, not 7 finite floats",
                                   policy_version=version)

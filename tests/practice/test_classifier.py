@@ -49,6 +49,40 @@ def test_labels_follow_the_recipe(store):
         assert not ex.label[other].any() and (other.any() == bool(m.success))  # cross-task negatives of successes
 
 
+def test_demo_starts_label_the_reverse_tasks_goal(store):
+    """A demonstration's first frames (the scene as the reset placed it) are positives of the reverse task, never of
+    its own; without `reverse` nothing changes."""
+    plain = labelled_frames(store, (FW, BW))
+    ex = labelled_frames(store, (FW, BW), reverse={FW: BW, BW: FW}, start_frames=2)
+    assert len(ex) == len(plain) + 2 * store.n_episodes and ex.n_pos == plain.n_pos + 2 * store.n_episodes
+    for ep in range(store.n_episodes):
+        m, sl = store.episode_meta(ep), store.episode_slice(ep)
+        own, rev = (0, 1) if m.task == FW else (1, 0)
+        first = (ex.episode == ep) & (ex.step < sl.start + 2)
+        assert ex.label[first & (ex.task == rev)].tolist() == [1, 1]
+        assert not ex.label[first & (ex.task == own)].any()  # still a negative of the task it starts
+    with pytest.raises(ValueError, match="not trained on"):
+        labelled_frames(store, (FW, BW), reverse={FW: "push the cube to the left"})
+    with pytest.raises(ValueError, match="start_frames"):
+        labelled_frames(store, (FW, BW), reverse={FW: BW}, start_frames=0)
+
+
+def test_practice_attempts_never_label_their_start(store, tmp_path):
+    """A practice attempt starts wherever the last one ended, so its first frames say nothing about either goal."""
+    from robot_stack.store import EpisodeMeta
+
+    path = tmp_path / "p.zarr"
+    generate(path, tasks=["put_cube_in_bowl"], episodes=2, failure_share=0.0, workers=1, image_size_px=32,
+             cameras=("front",), seed=1, progress=False)
+    with TrajectoryStore.open(path, mode="a") as s:
+        ep = s.get_episode(0)
+        s.append_episode(ep, EpisodeMeta(task=FW, source="practice", phase="forward", success=False))
+        ex = labelled_frames(s, (FW, BW), reverse={FW: BW, BW: FW})
+        practice = ex.episode == s.n_episodes - 1
+        assert practice.any() and not ex.label[practice].any()
+        assert ex.label[(ex.episode == 0) & (ex.task == 1)].sum() == 2  # the sim demo's start still counts
+
+
 def test_cnn_learns_and_a_shuffled_label_control_does_not(store, tmp_path):
     ex = labelled_frames(store, (FW, BW))
     clf = train_classifier(store, (FW, BW), config=CFG, steps=500, batch_size=32, lr=1e-3, seed=0)

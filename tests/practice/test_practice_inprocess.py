@@ -47,6 +47,9 @@ def test_practice_attempts_feed_the_learner_and_new_versions_act(tmp_path):
     finally:
         sim.close()
     assert final["attempts"] == 4 and final["state"] == "finished"
+    ticks = final["policy_ticks"]   # one timed policy step per executed control step
+    assert ticks["ticks"] == 4 * 10 and 0 <= ticks["over_period"] <= ticks["ticks"] and ticks["period_ms"] == 200.0
+    assert 0 < ticks["median_ms"] <= ticks["p99_ms"] <= ticks["max_ms"]
     assert [r.attempts for r in rounds] == [2, 4]
     assert rounds[0].updates == 10 and rounds[-1].step == 20 + 20  # utd 0.5 x 2 attempts x 10 steps, per round
     assert rounds[-1].version > rounds[0].version >= 1  # a checkpoint per round

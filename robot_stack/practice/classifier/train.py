@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,8 +30,11 @@ def train_classifier(store, tasks: Sequence[str], backend: str = "cnn", config: 
                      steps: int = 500, batch_size: int = 64, lr: float = 3e-4, seed: int = 0,
                      episodes: Sequence[int] | None = None, init: SuccessClassifier | None = None,
                      progress: Callable[[dict], None] | None = None, progress_every: int = 100,
-                     shuffle_labels: bool = False) -> SuccessClassifier:
+                     shuffle_labels: bool = False, reverse: Mapping[str, str] | None = None) -> SuccessClassifier:
     """A classifier trained on `episodes` (default: every labelled episode of `tasks`).
+
+    reverse: task -> the task that undoes it; demonstrations' first frames then also label the reverse task's goal
+    (robot_stack.practice.classifier.data.labelled_frames).
 
     shuffle_labels: permute the labels (a control: a classifier that still scores well learned nothing real)."""
     if steps < 1 or batch_size < 2:
@@ -45,7 +48,7 @@ def train_classifier(store, tasks: Sequence[str], backend: str = "cnn", config: 
     if key not in store.schema.features:
         raise KeyError(f"the store has no {key!r} (cameras: {list(store.schema.cameras)}); set the classifier's "
                        "camera to one the store records")
-    ex = labelled_frames(store, clf.tasks, episodes)
+    ex = labelled_frames(store, clf.tasks, episodes, reverse=reverse)
     labels = rng.permutation(ex.label) if shuffle_labels else ex.label
     pos, neg = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
     if len(pos) == 0 or len(neg) == 0:
