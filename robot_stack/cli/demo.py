@@ -97,21 +97,29 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
     """demo.loop=practice: demos -> classifier -> learner -> reset-free practice -> before/after summary."""
     from omegaconf import OmegaConf
 
-    from robot_stack.practice.experiment import PracticeExperiment, plot_curve, run_practice_experiment
+    from robot_stack.practice.experiment import (
+        PracticeExperiment,
+        learner_recipe,
+        plot_curve,
+        run_practice_experiment,
+    )
 
     t0 = time.monotonic()
     settings = OmegaConf.to_container(cfg.demo.practice, resolve=True)
     try:
-        x = PracticeExperiment(forward_task=str(cfg.task.name), **settings)
+        x = PracticeExperiment(forward_task=str(cfg.task.name), obs=str(cfg.demo.get("obs", "state")), **settings)
         from robot_stack.practice.session import TaskPair
 
         TaskPair.from_sim_tasks(x.forward_task)   # a forward task with a reverse, before minutes of work
+        from robot_stack.practice.experiment import learner_config
+
+        learner_config(x)                         # a recipe that fits demo.obs
     except (TypeError, ValueError) as e:
         _line(f"FAILED: demo.practice: {e}")
         return 2
     run_dir.mkdir(parents=True, exist_ok=True)
-    _line(f"practice demo in {run_dir}: task {x.forward_task}, learner {x.learner}, judge {x.judge}, "
-          f"{x.attempts} attempts")
+    _line(f"practice demo in {run_dir}: task {x.forward_task}, {x.obs} observations, learner {learner_recipe(x)}, "
+          f"judge {x.judge}, {x.attempts} attempts")
     r = run_practice_experiment(x, run_dir, log=_line)
     png = plot_curve(r, run_dir / "practice.png")
     f = r["final"]
@@ -123,9 +131,12 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
     clf = {task: {k: v.get(k) for k in ("fp_rate", "fn_rate")} for task, v in r["classifier_on_practice"].items()}
     summary = {
         "task pair": f"{fw} <-> {bw}",
-        "learner": x.learner,
+        "observations": x.obs,
+        "learner": learner_recipe(x),
         "forward success before -> after": f"{rate(r['before'][fw])} -> {rate(r['after'][fw])}",
         "backward success before -> after": f"{rate(r['before'][bw])} -> {rate(r['after'][bw])}",
+        "after, acting as it practised": (f"forward {rate(r['after_sampled'][fw])}, backward "
+                                          f"{rate(r['after_sampled'][bw])} (sampled actions, gripper held)"),
         "practice attempts": f["attempts"],
         "interventions / 100 attempts": f["interventions_per_100_attempts"],
         "scheduled resets": f["scheduled_resets"],

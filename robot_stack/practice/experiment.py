@@ -32,7 +32,9 @@ EVAL_SEED = 1_000_000
 @dataclass
 class PracticeExperiment:
     forward_task: str = "put_cube_in_bowl"      # a forward task of a reset-free pair (`robot-stack sim tasks`)
-    learner: str = "rlpd_state"                 # a learner recipe with state input (robot_stack/conf/learner)
+    learner: str = "rlpd_state"                 # a learner recipe (robot_stack/conf/learner); with obs=pixels its
+                                                # pixel form (rlpd_state -> rlpd) reads the front camera
+    obs: str = "state"                          # state: proprio + object poses | pixels: proprio + the front camera
     judge: str = "classifier"                   # classifier | ground_truth (the oracle-reward control)
     demos: int = 60                             # scripted episodes per direction
     failure_share: float = 0.3
@@ -52,6 +54,9 @@ class PracticeExperiment:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.obs not in ("state", "pixels"):
+            raise ValueError(f"obs must be 'state' (proprio + object poses) or 'pixels' (proprio + the front camera), "
+                             f"got {self.obs!r}")
         if self.judge not in ("classifier", "ground_truth"):
             raise ValueError(f"judge must be 'classifier' or 'ground_truth', got {self.judge!r}")
         for name in ("demos", "attempts", "attempts_per_update", "horizon_steps", "eval_episodes"):
@@ -59,15 +64,30 @@ class PracticeExperiment:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
+# Pixel mode's encoder: PTR's ResNet design at its smallest width on the classifier's 64 px front frames, so an RLPD
+# update stays ~10x a state one on this CPU (a ResNet-18 update at 128 px takes ~1 min, DESIGN.md measured facts).
+PIXEL_POLICY = {"cameras": ["front"], "arch": "resnet_tiny", "base_width": 16, "latent_dim": 128, "use_state": True,
+                "use_environment_state": False, "fixed_action_dims": [3, 4], "actor_hidden_dims": [256, 256],
+                "critic_hidden_dims": [256, 256]}
+
+
+def learner_recipe(x: PracticeExperiment) -> str:
+    """The recipe name for x.obs: pixels take the recipe's image form (`rlpd_state` -> `rlpd`)."""
+    if x.obs == "pixels" and x.learner.endswith("_state"):
+        return x.learner[: -len("_state")]
+    return x.learner
+
+
 def learner_config(x: PracticeExperiment):
-    """robot_stack/conf/learner/<x.learner>.yaml composed by hydra, sized for one CPU process."""
+    """robot_stack/conf/learner/<recipe>.yaml composed by hydra, sized for one CPU process (pixels: PIXEL_POLICY on
+    the front camera at x.image_px)."""
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
     from robot_stack.learn.rl_service import RLLearnerConfig
 
     with initialize_config_module("robot_stack.conf", version_base=None):
-        c = compose("robot_stack", overrides=[f"learner={x.learner}", "data_dir=/tmp"])
+        c = compose("robot_stack", overrides=[f"learner={learner_recipe(x)}", "data_dir=/tmp"])
     d = OmegaConf.to_container(c.learner, resolve=True)
     d.pop("torch_threads", None)
     # RLPD/AWAC keep their recipe's offline phase (RLPD: none) and take the Tier 1c batch.
@@ -78,10 +98,16 @@ def learner_config(x: PracticeExperiment):
              tensorboard_dir=None, val_every_episode=0, val_every_steps=0, checkpoint_every_steps=100_000,
              log_every_steps=1000, online=True, utd_ratio=x.utd, seed=x.seed, poll_interval_s=0.1)
     d["policy_config"] = {**d["policy_config"], "conditioning": "onehot"}
+    if x.obs == "pixels":
+        d["policy_config"].update(PIXEL_POLICY, image_size_px=x.image_px)
+    elif d["policy_config"].get("arch") != "none":
+        raise ValueError(f"learner {x.learner!r} reads images; with obs=state use a *_state recipe (rlpd_state, "
+                         "calql_state, ...) or set obs=pixels")
     return RLLearnerConfig.from_dict(d)
 
 
-def evaluate_pair(policy, pair, episodes: int, stochastic: bool = False) -> dict:
+def evaluate_pair(policy, pair, episodes: int, stochastic: bool = False, cameras: tuple[str, ...] = (),
+                  image_px: int = 64) -> dict:
     """Ground-truth success of `policy` on both directions from the same seeded resets; `stochastic`: acting as it
     practises (sampled actions, gripper decision held) instead of the deterministic actor."""
     from robot_stack.learn.evaluate import evaluate
@@ -89,7 +115,7 @@ def evaluate_pair(policy, pair, episodes: int, stochastic: bool = False) -> dict
 
     out = {}
     for task in (pair.forward[0], pair.backward[0]):
-        sim = TabletopSim(SimConfig(task=task, cameras=()))
+        sim = TabletopSim(SimConfig(task=task, cameras=tuple(cameras), image_size_px=image_px))
         try:
             r = evaluate(policy, task, episodes=episodes, seed=EVAL_SEED, sim=sim, stochastic=stochastic)
         finally:
@@ -144,6 +170,7 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     pair = TaskPair.from_sim_tasks(x.forward_task)
+    cfg = learner_config(x)   # a recipe that does not fit x.obs fails here, before minutes of demos
     store = work / "store.zarr"
     seed = x.seed
     t0 = time.perf_counter()
@@ -165,7 +192,8 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
                                reverse=pair.reverse_languages if x.classifier_start_positives else None)
         out["classifier_s"] = round(time.perf_counter() - t1, 1)
         out["classifier_on_demos"] = evaluate_classifier(clf, s, demo_episodes)
-    svc = RLLearnerService(store, work / "checkpoints", learner_config(x))
+    svc = RLLearnerService(store, work / "checkpoints", cfg)
+    eval_sim = {"cameras": ("front",) if x.obs == "pixels" else (), "image_px": x.image_px}
     curve: list[dict] = []
     before: dict = {}
     versions: list[int] = []
@@ -175,7 +203,7 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
         t = time.perf_counter()
         orig()
         out["offline_s"] = round(time.perf_counter() - t, 1)
-        before.update(evaluate_pair(svc.policy, pair, x.eval_episodes))
+        before.update(evaluate_pair(svc.policy, pair, x.eval_episodes, **eval_sim))
         log(f"after {svc.step} offline updates: " + ", ".join(
             f"{k} {v['successes']}/{v['episodes']}" for k, v in before.items()))
 
@@ -205,8 +233,8 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
     finally:
         sim.close()
     out["practice_s"] = round(time.perf_counter() - t2, 1)
-    out["after"] = evaluate_pair(svc.policy, pair, x.eval_episodes)
-    out["after_sampled"] = evaluate_pair(svc.policy, pair, x.eval_episodes, stochastic=True)
+    out["after"] = evaluate_pair(svc.policy, pair, x.eval_episodes, **eval_sim)
+    out["after_sampled"] = evaluate_pair(svc.policy, pair, x.eval_episodes, stochastic=True, **eval_sim)
     log("after practice: " + ", ".join(f"{k} {v['successes']}/{v['episodes']} (sampled actions "
                                        f"{out['after_sampled'][k]['successes']}/{v['episodes']})"
                                        for k, v in out["after"].items()))

@@ -49,3 +49,19 @@ def test_demo_refuses_an_unknown_loop_and_unknown_practice_settings(tmp_path, mo
     assert "demo.practice" in capsys.readouterr().out
     assert run_demo(["demo.loop=practice", "task=take_cube_out_of_bowl"]) == 2   # a backward task
     assert "forward task" in capsys.readouterr().out
+    assert run_demo(["demo.loop=practice", "demo.obs=depth"]) == 2
+    assert "obs must be 'state'" in capsys.readouterr().out
+    assert run_demo(["demo.loop=practice", "demo.practice.learner=rlpd"]) == 2     # an image recipe with obs=state
+    assert "obs=pixels" in capsys.readouterr().out
+
+
+def test_pixel_mode_reads_the_front_camera_with_the_recipes_image_form():
+    from robot_stack.practice.experiment import learner_config, learner_recipe
+
+    x = PracticeExperiment(obs="pixels", image_px=64)
+    assert learner_recipe(x) == "rlpd"
+    pc = learner_config(x).policy_config
+    assert list(pc["cameras"]) == ["front"] and pc["arch"] == "resnet_tiny" and pc["image_size_px"] == 64
+    assert pc["use_state"] and not pc["use_environment_state"] and list(pc["fixed_action_dims"]) == [3, 4]
+    state = learner_config(PracticeExperiment()).policy_config
+    assert state["arch"] == "none" and state["use_environment_state"]
