@@ -16,6 +16,8 @@ Per seed:
     python benchmarks/bench_practice.py --quick --seeds 0                 # a smoke run (~2 min)
     python benchmarks/bench_practice.py --learner rlpd_state --attempts 240 --scheduled-reset-steps 1000
                                                                           # RLPD, RoboFuME's sim reset protocol
+    python benchmarks/bench_practice.py --learner rlpd_state --obs pixels --attempts 160 --utd 0.5 \
+        --scheduled-reset-steps 1000                                      # the same from the front camera
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def sizes(quick: bool) -> dict:
 
 
 def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state",
-             start_positives: bool = True) -> dict:
+             start_positives: bool = True, obs: str = "state") -> dict:
     """One seed: robot_stack.practice.experiment.run_practice_experiment with the benchmark's sizes."""
     from robot_stack.practice.experiment import PracticeExperiment, run_practice_experiment
 
@@ -59,7 +61,7 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "ca
                            attempts_per_update=S["attempts_per_update"], horizon_steps=S["horizon_steps"],
                            scheduled_reset_steps=S.get("scheduled_reset_steps", 0), eval_episodes=S["eval_episodes"],
                            classifier_steps=S["classifier_steps"], image_px=S["image_px"], seed=seed,
-                           classifier_start_positives=start_positives)
+                           classifier_start_positives=start_positives, obs=obs)
     out = run_practice_experiment(x, work, log=lambda m: log(f"s{seed} {m}"))
     log(f"s{seed} done: before {out['before']} after {out['after']}")
     return out
@@ -93,6 +95,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scheduled-reset-steps", type=int, default=0,
                     help="reset the scene every N executed steps (counted apart; 120 = before every forward attempt, "
                          "the episodic control of a reset-free run)")
+    ap.add_argument("--obs", choices=("state", "pixels"), default="state",
+                    help="pixels: proprio + the front camera through the recipe's image form (rlpd_state -> rlpd)")
+    ap.add_argument("--utd", type=float, help="learner updates per new transition (default: the sizes' utd)")
     ap.add_argument("--no-start-positives", action="store_true",
                     help="train the classifier on final frames only (before 2026-12-08), not also on the demos' "
                          "first frames as the reverse task's goal")
@@ -102,12 +107,17 @@ def main(argv=None) -> int:
     S = sizes(args.quick)
     if args.attempts:
         S["attempts"] = args.attempts
+    if args.utd:
+        S["utd"] = args.utd
+    S["obs"] = args.obs
     S["scheduled_reset_steps"] = args.scheduled_reset_steps
     cells = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"bench_practice_{seed}_") as tmp:
-            cells.append(run_seed(seed, S, args.judge, Path(tmp), args.learner, not args.no_start_positives))
+            cells.append(run_seed(seed, S, args.judge, Path(tmp), args.learner, not args.no_start_positives,
+                                  args.obs))
     name = ("practice" + ("" if args.learner == "calql_state" else f"_{args.learner}") + ("_quick" if args.quick else "")
+            + ("" if args.obs == "state" else f"_{args.obs}")
             + ("" if args.judge == "classifier" else f"_{args.judge}") + args.tag)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

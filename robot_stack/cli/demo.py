@@ -1,5 +1,6 @@
 """`robot-stack demo`: the whole loop on the simulated WidowX 250s, end to end, with progress.
 
+By default a reset-free practice session (demo.loop=practice, run_practice_demo). demo.loop=bc:
     supervisor ─► sim_rig, recorder, learner, inference   (the sim_demo profile, real rclpy processes)
     1. collect   scripted expert drives the arm ─► recorder ─► zarr store (committed episodes)
     2. train     learner tails the store, trains BC, writes checkpoint v1 ─► policy_update
@@ -7,12 +8,13 @@
                  (the learner keeps training; v2 is swapped in while the policy runs)
     4. summary   episodes, scripted vs learned success, versions swapped, where things are
 
-Usage: robot-stack demo [demo.episodes=20] [demo.eval_episodes=10] [task=...] [any hydra override]
-
-       robot-stack demo demo.loop=practice [demo.practice.attempts=200] [demo.practice.learner=rlpd_state] ...
-         a reset-free practice session instead (robot_stack/practice/experiment.py): scripted forward + backward
-         demos -> success classifier -> learner -> practice attempts -> forward/backward success before vs after
-         (ground truth, seeded resets), interventions per 100 attempts, classifier FP/FN, practice.png
+Usage: robot-stack demo [demo.practice.attempts=240] [demo.obs=state|pixels] [demo.practice.learner=rlpd_state] ...
+         the default: a reset-free practice session (robot_stack/practice/experiment.py): scripted forward +
+         backward demos -> success classifier -> learner -> practice attempts -> forward/backward success before vs
+         after (ground truth, seeded resets), interventions per 100 attempts, classifier FP/FN, missed ticks,
+         practice.png
+       robot-stack demo demo.loop=bc [demo.episodes=20] [demo.eval_episodes=10] [task=...] [any hydra override]
+         the collect -> train -> deploy loop over the ROS graph (below)
 """
 
 from __future__ import annotations
@@ -103,13 +105,12 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
         plot_curve,
         run_practice_experiment,
     )
+    from robot_stack.practice.session import TaskPair
 
     t0 = time.monotonic()
     settings = OmegaConf.to_container(cfg.demo.practice, resolve=True)
     try:
         x = PracticeExperiment(forward_task=str(cfg.task.name), obs=str(cfg.demo.get("obs", "state")), **settings)
-        from robot_stack.practice.session import TaskPair
-
         TaskPair.from_sim_tasks(x.forward_task)   # a forward task with a reverse, before minutes of work
         from robot_stack.practice.experiment import learner_config
 
@@ -128,7 +129,9 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
         return f"{d['successes']}/{d['episodes']}"
 
     fw, bw = x.forward_task, next(k for k in r["after"] if k != x.forward_task)
-    clf = {task: {k: v.get(k) for k in ("fp_rate", "fn_rate")} for task, v in r["classifier_on_practice"].items()}
+    fw_language = TaskPair.from_sim_tasks(x.forward_task).forward[1]
+    clf = "; ".join(f"{'forward' if task == fw_language else 'backward'} FP {_pct(v.get('fp_rate'))} "
+                    f"FN {_pct(v.get('fn_rate'))}" for task, v in r["classifier_on_practice"].items())
     summary = {
         "task pair": f"{fw} <-> {bw}",
         "observations": x.obs,
@@ -138,7 +141,8 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
         "after, acting as it practised": (f"forward {rate(r['after_sampled'][fw])}, backward "
                                           f"{rate(r['after_sampled'][bw])} (sampled actions, gripper held)"),
         "practice attempts": f["attempts"],
-        "interventions / 100 attempts": f["interventions_per_100_attempts"],
+        "interventions / 100 attempts": (f"{float(f['interventions_per_100_attempts']):.1f} (" + ", ".join(
+            f"{k} {n}" for k, n in f["resets_by_kind"].items() if n and k != "scheduled") + ")"),
         "scheduled resets": f["scheduled_resets"],
         "classifier FP/FN on practice": clf,
         "policy versions acted": len(r["versions"]),
@@ -151,6 +155,10 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
     (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "result": r}, indent=2, default=str))
     _print_summary(summary)
     return 0
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.0f} %"
 
 
 def _missed_ticks(t: dict) -> str:
@@ -205,8 +213,9 @@ def _by_version(store, learned) -> dict[str, str]:
 
 def _print_summary(s: dict) -> None:
     print("\n========== robot_stack demo summary ==========")
+    width = max(len(k) for k in s)
     for k, v in s.items():
-        print(f"  {k:28s} {v}")
+        print(f"  {k:{width}s} {v}")
     print("==============================================", flush=True)
 
 

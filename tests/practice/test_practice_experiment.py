@@ -4,6 +4,7 @@ real generator, zarr store, CNN classifier, RLPD learner service and reset-free 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -65,3 +66,24 @@ def test_pixel_mode_reads_the_front_camera_with_the_recipes_image_form():
     assert pc["use_state"] and not pc["use_environment_state"] and list(pc["fixed_action_dims"]) == [3, 4]
     state = learner_config(PracticeExperiment()).policy_config
     assert state["arch"] == "none" and state["use_environment_state"]
+
+
+def test_make_demo_runs_a_tiny_practice_session_and_prints_its_summary(tmp_path, monkeypatch, capsys):
+    """`robot-stack demo` with no loop override is a practice session; at a tiny size it prints the summary the
+    README quotes and writes it, with the full result, to summary.json."""
+    from robot_stack.cli.demo import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    tiny = ["demo.practice.demos=2", "demo.practice.attempts=4", "demo.practice.eval_episodes=1",
+            "+demo.practice.horizon_steps=8", "+demo.practice.classifier_steps=5", "+demo.practice.rlpd_batch=16",
+            "+demo.practice.failure_share=0.0"]
+    assert run_demo(tiny) == 0
+    out = capsys.readouterr().out
+    for line in ("forward success before -> after", "interventions / 100 attempts", "classifier FP/FN on practice",
+                 "missed ticks", "policy versions acted", "wall time (min)"):
+        assert line in out, line
+    assert re.search(r"\d+ of 32 policy steps over the 200 ms control period", out)   # 4 attempts x 8 steps, timed
+    (summary,) = (tmp_path / "data" / "demo").glob("*/summary.json")
+    d = json.loads(summary.read_text())
+    assert d["summary"]["practice attempts"] == 4 and d["result"]["final"]["policy_ticks"]["ticks"] == 32
+    assert (summary.parent / "practice.png").exists() or "matplotlib missing" in out
