@@ -11,7 +11,7 @@ PIP = scripts/pip_quiet.sh $(BIN)/pip
 export MUJOCO_GL ?= egl
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test bench bench-learning lint lock clean
+.PHONY: setup demo test bench bench-learning bench-practice lint lock clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ bench: setup
 	$(BIN)/python benchmarks/bench_learner.py
 	$(BIN)/python benchmarks/bench_safety.py
 	$(MAKE) bench-learning
+	$(MAKE) bench-practice
+
+# Reset-free practice, state mode, RLPD under RoboFuME's sim protocol, 3 seeds (~40 min on 2 cores):
+# benchmarks/results/practice_rlpd_state.{md,json} (practice.md is the hand-written account of these runs).
+bench-practice: setup
+	$(BIN)/python benchmarks/bench_practice.py --learner rlpd_state --attempts 240 --scheduled-reset-steps 1000 \
+	  --seeds 0 1 2
 
 # Learning evidence, tiers 0-1 x 3 seeds (~70 min on 2 cores): benchmarks/results/learning.{md,json,png}.
 bench-learning: setup

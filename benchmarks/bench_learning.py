@@ -58,7 +58,7 @@ def sizes(quick: bool) -> dict:
             "t1a_scratch_steps": 3000, "t1a_bc_steps": 3000,
             "t1b_episodes": 100, "t1b_failure_share": 0.6, "t1b_offline_steps": 15000, "t1b_rounds": 8,
             "t1b_episodes_per_round": 10, "t1b_eval_every_rounds": 2,
-            "t1c_demos": 20, "t1c_rounds": 8, "t1c_episodes_per_round": 10, "t1c_eval_every_rounds": 2,
+            "t1c_demos": 20, "t1c_rounds": 30, "t1c_episodes_per_round": 10, "t1c_eval_every_rounds": 2,
             "t1s_demos": 100, "t1s_steps": 5000,
             "batch": 64, "rlpd_batch": 128, "online_eval_episodes": 20}
     if quick:
@@ -538,8 +538,9 @@ def report(cells: list[dict], command: str, total_wall_s: float | None) -> str:
               f"updates, {S['t1c_rounds']} rounds of {S['t1c_episodes_per_round']} online episodes, one RLPD update "
               "(4 critic minibatches + 1 actor step) per new transition. awac_state.yaml: the same critic, data and "
               "rounds with AWAC's advantage-weighted actor, after 2000 offline updates of the same loss on the demos "
-              "(the curve's first point). `rlpd@N`: the rlpd recipe with N rounds. bc: bc_actor on the same 20 demos, "
-              "no online data (the baseline). "
+              "(the curve's first point). `rlpd@N`: the rlpd recipe with N rounds. A row's rounds are the length of "
+              "its curve's last point: the `awac` rows ran 8 rounds, the default until 2026-12-07. bc: bc_actor on "
+              "the same 20 demos, no online data (the baseline). "
               "Goal ≥ 80 %.", ""]
         L += table(by["1c"], [*head, lambda r: frac(r.get("after_stochastic")),
                               lambda r: " → ".join(fmt(p["success_rate"]) for p in r.get("curve", [])),
