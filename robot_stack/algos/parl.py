@@ -912,14 +912,8 @@ class PARLLearnerService(RLLearnerService):
         base_policy_utd·new steps, re-sample every cached state with the new base, then utd_ratio·new critic
         steps; save=True publishes a base and a critic version. Returns the critic updates taken."""
         cfg = self.cfg
-        if self.phase == "offline":
-            raise RuntimeError("online_round() before the offline phase ended; call train_offline() first")
-        self.phase = "online"
-        store.refresh()
-        new = self.online_pool.add_episodes(store, self._online_episodes(store))
+        new = self._take_in_online(store)
         if new:
-            log.info("online: +%d transitions (%d online episodes, %d transitions)", new,
-                     len(self.online_pool.episode_ids), len(self.online_pool))
             self._refresh_caches()
         self._budget += cfg.utd_ratio * new
         self._distill_budget += cfg.base_policy_utd * new

@@ -310,7 +310,13 @@ class RLLearnerService(BackgroundService):
         """One pass of the online loop without waiting: take in newly committed online episodes, then spend the
         update budget (utd_ratio per new transition, up to the next checkpoint). Returns the updates taken.
         save=True also checkpoints at the end of the round (an in-process loop's policy version per round)."""
-        cfg = self.cfg
+        new = self._take_in_online(store)
+        self._budget += self.cfg.utd_ratio * new
+        return self._spend_budget(save)
+
+    def _take_in_online(self, store: Any) -> int:
+        """Start of every online round (shared with PA-RL's): newly committed online episodes into the online pool;
+        returns the transitions added."""
         if self.phase == "offline":
             raise RuntimeError("online_round() before the offline phase ended; call train_offline() first")
         self.phase = "online"
@@ -319,8 +325,7 @@ class RLLearnerService(BackgroundService):
         if new:
             log.info("online: +%d transitions (%d online episodes, %d transitions)", new,
                      len(self.online_pool.episode_ids), len(self.online_pool))
-        self._budget += cfg.utd_ratio * new
-        return self._spend_budget(save)
+        return new
 
     def _spend_budget(self, save: bool) -> int:
         """Take the update budget earned so far (in checkpoint-sized chunks, saving at each boundary), stopping early
