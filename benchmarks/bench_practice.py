@@ -51,7 +51,7 @@ def sizes(quick: bool) -> dict:
 
 
 def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "calql_state",
-             start_positives: bool = True, obs: str = "state") -> dict:
+             start_positives: bool = True, obs: str = "state", review_attempts: int = 0) -> dict:
     """One seed: robot_stack.practice.experiment.run_practice_experiment with the benchmark's sizes."""
     from robot_stack.practice.experiment import PracticeExperiment, run_practice_experiment
 
@@ -61,7 +61,7 @@ def run_seed(seed: int, S: dict, judge_kind: str, work: Path, learner: str = "ca
                            attempts_per_update=S["attempts_per_update"], horizon_steps=S["horizon_steps"],
                            scheduled_reset_steps=S.get("scheduled_reset_steps", 0), eval_episodes=S["eval_episodes"],
                            classifier_steps=S["classifier_steps"], image_px=S["image_px"], seed=seed,
-                           classifier_start_positives=start_positives, obs=obs)
+                           classifier_start_positives=start_positives, obs=obs, review_attempts=review_attempts)
     out = run_practice_experiment(x, work, log=lambda m: log(f"s{seed} {m}"))
     log(f"s{seed} done: before {out['before']} after {out['after']}")
     return out
@@ -98,6 +98,9 @@ def main(argv=None) -> int:
     ap.add_argument("--obs", choices=("state", "pixels"), default="state",
                     help="pixels: proprio + the front camera through the recipe's image form (rlpd_state -> rlpd)")
     ap.add_argument("--utd", type=float, help="learner updates per new transition (default: the sizes' utd)")
+    ap.add_argument("--review-attempts", type=int, default=0,
+                    help="at each stuck/irreversible reset the truth corrects the judge's labels of the last N "
+                         "attempts (a person's review) and the classifier is fine-tuned on them; 0 = no review")
     ap.add_argument("--no-start-positives", action="store_true",
                     help="train the classifier on final frames only (before 2026-12-08), not also on the demos' "
                          "first frames as the reverse task's goal")
@@ -110,12 +113,13 @@ def main(argv=None) -> int:
     if args.utd:
         S["utd"] = args.utd
     S["obs"] = args.obs
+    S["review_attempts"] = args.review_attempts
     S["scheduled_reset_steps"] = args.scheduled_reset_steps
     cells = []
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix=f"bench_practice_{seed}_") as tmp:
             cells.append(run_seed(seed, S, args.judge, Path(tmp), args.learner, not args.no_start_positives,
-                                  args.obs))
+                                  args.obs, args.review_attempts))
     name = ("practice" + ("" if args.learner == "calql_state" else f"_{args.learner}") + ("_quick" if args.quick else "")
             + ("" if args.obs == "state" else f"_{args.obs}")
             + ("" if args.judge == "classifier" else f"_{args.judge}") + args.tag)

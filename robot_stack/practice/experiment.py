@@ -50,6 +50,9 @@ class PracticeExperiment:
     eval_episodes: int = 20
     classifier_steps: int = 1500
     classifier_start_positives: bool = True     # demos' first frames label the reverse task's goal (classifier/data.py)
+    review_attempts: int = 0                    # at a stuck/irreversible reset the truth corrects the last N labels
+                                                # (a person's review; PracticeConfig.review_attempts), then the
+    classifier_retrain_steps: int = 300         # classifier is fine-tuned this many steps on the corrected store
     image_px: int = 64
     seed: int = 0
 
@@ -224,12 +227,28 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
     sim = TabletopSim(SimConfig(task=pair.forward[0], cameras=("front",), image_size_px=x.image_px, reset_free=True,
                                 seed=8000 + seed))
     judge = ClassifierJudge(clf) if x.judge == "classifier" else GroundTruthJudge(sim)
+    retrains: list[dict] = []
+
+    def retrain_on_corrections(corrected: dict[int, bool]) -> None:
+        """RoboFuME's remedy for its classifier's mistakes: fine-tune it on the store with the corrected labels."""
+        if x.judge != "classifier":
+            return
+        t = time.perf_counter()
+        with TrajectoryStore.open(store, mode="r") as s:
+            train_classifier(s, pair.languages, init=clf, steps=x.classifier_retrain_steps, seed=seed + len(retrains),
+                             reverse=pair.reverse_languages if x.classifier_start_positives else None)
+        retrains.append({"corrected": len(corrected), "s": round(time.perf_counter() - t, 1)})
+        log(f"classifier fine-tuned on {len(corrected)} corrected label(s) ({x.classifier_retrain_steps} steps, "
+            f"{retrains[-1]['s']} s)")
+
     t2 = time.perf_counter()
     try:
         final = run_practice(svc, sim, store, pair, judge,
                              PracticeConfig(horizon_steps=x.horizon_steps, max_attempts=x.attempts,
-                                            scheduled_reset_steps=x.scheduled_reset_steps),
-                             attempts_per_update=x.attempts_per_update, seed=seed, on_update=on_update)
+                                            scheduled_reset_steps=x.scheduled_reset_steps,
+                                            review_attempts=x.review_attempts),
+                             attempts_per_update=x.attempts_per_update, seed=seed, on_update=on_update,
+                             on_corrections=retrain_on_corrections)
     finally:
         sim.close()
     out["practice_s"] = round(time.perf_counter() - t2, 1)
@@ -244,7 +263,8 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
         out["forward_start_drift"] = forward_start_drift(s, pair.forward[0])
     out.update(final={k: final[k] for k in ("attempts", "interventions", "scheduled_resets", "resets_by_kind",
                                              "interventions_per_100_attempts", "classifier", "true_success_rate",
-                                             "policy_ticks")},
+                                             "policy_ticks", "label_corrections")},
+               classifier_retrains=retrains,
                curve=curve, updates=svc.step, versions=versions, store=str(store.resolve()),
                checkpoints=str((work / "checkpoints").resolve()))
     log(f"forward attempts' start vs the demos': {out['forward_start_drift']}")

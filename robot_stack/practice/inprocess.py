@@ -62,7 +62,8 @@ class LivePolicyActor:
 
 def run_practice(svc: Any, sim: Any, store_path: str | Path, tasks: TaskPair, judge: Judge | Callable[[Any], Judge],
                  config: PracticeConfig, attempts_per_update: int = 2, seed: int = 0, gripper_hold_steps: int = 5,
-                 on_update: Callable[[UpdateResult], None] | None = None) -> dict:
+                 on_update: Callable[[UpdateResult], None] | None = None,
+                 on_corrections: Callable[[dict[int, bool]], None] | None = None) -> dict:
     """Offline phase, then `config.max_attempts` practice attempts with a learner round every
     `attempts_per_update`; returns the session's final status plus `policy_ticks` (SimPracticeRig.tick_stats). The
     service is opened and closed here.
@@ -98,9 +99,11 @@ def run_practice(svc: Any, sim: Any, store_path: str | Path, tasks: TaskPair, ju
                 on_update(UpdateResult(done[0], updates, svc.step, int(svc.version or 0), session.status(),
                                        time.perf_counter() - t0))
 
-        session = PracticeSession(rig, the_judge, tasks, config, counts=counts, on_attempt=on_attempt)
+        session = PracticeSession(rig, the_judge, tasks, config, counts=counts, on_attempt=on_attempt,
+                                  on_corrections=on_corrections)
         final = session.run()
         final["policy_ticks"] = rig.tick_stats()
+        final["label_corrections"] = session.label_corrections
         return final
     finally:
         if rig is not None:

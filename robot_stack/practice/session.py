@@ -15,6 +15,9 @@
       │   counts.add(...) ─► on_attempt(record) (the in-process learner takes it in; over ROS the learner tails the store)
       │   rig.problems() (object off the table / out of reach) or `stuck_attempts` attempts in a row seeing neither the
       │   goal nor the start ─► rig.reset(kind, reason): on a real rig a person resets and confirms; in sim automatic.
+      │     review_attempts > 0 and the rig can review: the person also checks the judge's labels of the last N
+      │     attempts; rig.review() writes the corrections to the store (set_success) ─► on_corrections (the
+      │     in-process loop re-trains the success classifier on them: RoboFuME's remedy for its false negatives)
       └── until stop(), max_attempts, or a reset the rig cannot get
 
 Thread model: run() on one thread (the practice node's worker); pause/resume/stop/status from any other (ROS
@@ -88,6 +91,9 @@ class PracticeConfig:
     stuck_attempts: int = 4           # attempts in a row that see neither the goal nor the start -> ask for a reset
     scheduled_reset_steps: int = 0    # reset every N executed steps, counted apart (RoboFuME sim: 1,000); 0 = never
     first_phase: str = "forward"      # only for an empty history; afterwards the opposite of the last attempt
+    # At a stuck or irreversible reset the person who resets also reviews the judge's labels of the last N attempts
+    # (rig.review; the sim's stands in with the truth). 0 = no review.
+    review_attempts: int = 0
 
     def __post_init__(self) -> None:
         if self.horizon_steps < 1:
@@ -98,6 +104,8 @@ class PracticeConfig:
             raise ValueError(f"practice.stuck_attempts must be >= 1, got {self.stuck_attempts}")
         if self.scheduled_reset_steps < 0:
             raise ValueError(f"practice.scheduled_reset_steps must be >= 0 (0 = never), got {self.scheduled_reset_steps}")
+        if self.review_attempts < 0:
+            raise ValueError(f"practice.review_attempts must be >= 0 (0 = no review), got {self.review_attempts}")
         if self.first_phase not in PHASES:
             raise ValueError(f"practice.first_phase must be one of {PHASES}, got {self.first_phase!r}")
 
@@ -134,6 +142,11 @@ class PracticeRig(Protocol):
 
     def policy_version(self) -> str | None: ...
 
+    # Optional: def review(self, records: list[AttemptRecord]) -> dict[int, bool]
+    #   a person checks the judge's labels of these attempts at an intervention and the wrong ones are corrected in
+    #   the store (TrajectoryStore.set_success); returns episode -> corrected label. SimPracticeRig answers with the
+    #   sim's truth; a rig without it gets no review.
+
 
 @dataclass
 class _Control:
@@ -152,11 +165,14 @@ class _Control:
 class PracticeSession:
     def __init__(self, rig: PracticeRig, judge: Judge, tasks: TaskPair, config: PracticeConfig | None = None,
                  counts: PracticeCounts | None = None,
-                 on_attempt: Callable[[AttemptRecord], None] | None = None):
+                 on_attempt: Callable[[AttemptRecord], None] | None = None,
+                 on_corrections: Callable[[dict[int, bool]], None] | None = None):
         self.rig, self.judge, self.tasks = rig, judge, tasks
         self.config = config or PracticeConfig()
         self.counts = counts or PracticeCounts(self.config.window)
-        self.on_attempt = on_attempt
+        self.on_attempt, self.on_corrections = on_attempt, on_corrections
+        self._recent: list[AttemptRecord] = []   # this session's last attempts, for a review at an intervention
+        self.label_corrections = 0
         self._c = _Control()
         self._pending_resets: list[dict] = []
         self._stuck_in_a_row = 0
@@ -294,6 +310,7 @@ class PracticeSession:
         log.info("attempt %d %s: %s (p %.2f%s) %d steps -> episode %s", attempt, phase,
                  "success" if verdict.success else "failure", verdict.p,
                  "" if truth is None else f", truth {'success' if truth else 'failure'}", run.steps, episode)
+        self._recent = [*self._recent, rec][-max(self.config.review_attempts, 1):]
         if self.on_attempt is not None:
             self.on_attempt(rec)
         # Can practice go on by itself?
@@ -320,8 +337,26 @@ class PracticeSession:
         self._stuck_in_a_row = 0
         self._steps_since_reset = 0
         self._phase = "forward"  # a reset puts the scene at the forward task's start
+        if kind in ("stuck", "irreversible"):
+            self._review()
         self._set_state(RUNNING, f"reset done ({kind})")
         return True
+
+    def _review(self) -> None:
+        """The person at an intervention checks the last attempts' labels; corrections go to the store via the rig."""
+        review = getattr(self.rig, "review", None)
+        records = [r for r in self._recent if r.episode is not None][-self.config.review_attempts:]
+        if not self.config.review_attempts or review is None or not records:
+            return
+        corrected = dict(review(records))
+        self._recent = []
+        if corrected:
+            with self._c.lock:
+                self.label_corrections += len(corrected)
+            log.info("review at the intervention: %d of %d labels corrected %s", len(corrected), len(records),
+                     corrected)
+            if self.on_corrections is not None:
+                self.on_corrections(corrected)
 
     def _next_phase(self) -> str:
         last = self.counts.last_phase
@@ -345,6 +380,7 @@ class PracticeSession:
             "judge": self.judge.name,
             "session_attempts": self._session_attempts,
             "stuck_in_a_row": self._stuck_in_a_row,
+            "label_corrections": self.label_corrections,
             "steps_since_reset": self._steps_since_reset,
             "elapsed_s": None if started is None else round(time.monotonic() - started, 1),
             **self.extra_status,

@@ -5,6 +5,7 @@
                                            sim.apply_ee_delta ─► executed action, frames kept in memory
                     ──commit_attempt(meta)──► TrajectoryStore.append_episode (committed like the recorder's)
                     ──reset(kind)──► sim.intervene(): the scene placed from the forward task's start distribution
+                    ──review(records)──► the truth corrects the judge's labels of the last attempts (set_success)
 
 Used by the practice tests, benchmarks/bench_practice.py and any sim experiment that must be reproducible step for
 step; the ROS graph runs the same PracticeSession with the practice node's rig over topics and services.
@@ -125,6 +126,15 @@ class SimPracticeRig:
 
     def hold(self) -> None:
         """The in-process sim does not move between calls; nothing to command."""
+
+    def review(self, records) -> dict[int, bool]:
+        """The person's review at an intervention, played by the sim's truth: every label that disagrees with the
+        recorded `true_success` is corrected in the store. Returns episode -> corrected label."""
+        wrong = {r.episode: bool(r.true_success) for r in records
+                 if r.episode is not None and r.true_success is not None and bool(r.true_success) != r.success}
+        for episode, label in wrong.items():
+            self.writer.set_success([episode], label, by="sim review (truth)")
+        return wrong
 
     def policy_version(self) -> str | None:
         return self._version()

@@ -1,6 +1,8 @@
-"""Mutable curation state of a store: tombstones (excluded episodes) and the train/validation split rule.
+"""Mutable curation state of a store: tombstones (excluded episodes), the train/validation split rule, and success
+labels a person corrected.
 
-    <store>/edits.json     {"version": 1, "excluded": [episode_id, ...], "split": {"seed": s, "val_fraction": f}}
+    <store>/edits.json     {"version": 1, "excluded": [episode_id, ...], "split": {"seed": s, "val_fraction": f},
+                            "labels": {episode_id: true | false}}
     <store>/.edits.lock    flock held only for a read-modify-write of edits.json
 
 Why a side file and not zarr arrays: committed episodes are immutable (append-only table, see trajectory.py);
@@ -31,7 +33,8 @@ def load(path: Path) -> dict:
         d = json.loads((path / EDITS_NAME).read_text())
     except FileNotFoundError:
         d = {}
-    return {"version": 1, "excluded": list(d.get("excluded", [])), "split": d.get("split")}
+    return {"version": 1, "excluded": list(d.get("excluded", [])), "split": d.get("split"),
+            "labels": {str(k): bool(v) for k, v in dict(d.get("labels", {})).items()}}
 
 
 def mtime_ns(path: Path) -> int:

@@ -36,10 +36,13 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None] | None  # called with the number of episodes just done (tqdm.update)
 
 
-def copy_episodes(src: TrajectoryStore, dst: TrajectoryStore, episodes: Sequence[int], progress: Progress = None) -> int:
-    """Append src episodes (data + metadata, episode_id kept) to dst; returns the number copied."""
+def copy_episodes(src: TrajectoryStore, dst: TrajectoryStore, episodes: Sequence[int], progress: Progress = None,
+                  recorded_labels: bool = False) -> int:
+    """Append src episodes (data + metadata, episode_id kept) to dst; returns the number copied. The metadata carries
+    corrected success labels (set_success) unless recorded_labels: compaction keeps the recorded label and carries
+    the correction as an edit, so it stays undoable."""
     for i in episodes:
-        dst.append_episode(src.get_episode(i), src.episode_meta(i))
+        dst.append_episode(src.get_episode(i), src.recorded_meta(i) if recorded_labels else src.episode_meta(i))
         if progress:
             progress(1)
     return len(episodes)
@@ -97,7 +100,7 @@ def compact(path, progress: Progress = None, *, fsync: bool = True) -> dict:
             dst = TrajectoryStore.create(tmp, src.schema, fsync=fsync)
             try:
                 for i in keep:
-                    copy_episodes(src, dst, [i], progress)
+                    copy_episodes(src, dst, [i], progress, recorded_labels=True)
                     faults.crash_point("compact_copy")
                 new_steps = dst.n_steps
                 # uid of every kept episode in the copy, to carry over exclusions made during the copy
@@ -107,10 +110,13 @@ def compact(path, progress: Progress = None, *, fsync: bool = True) -> dict:
             with _edits.locked(path):  # no exclusion can land in the old copy from here until the swap is done
                 d = _edits.load(path)
                 late = [new_uid[u] for u in d["excluded"] if u in new_uid]
-                if late or d["split"]:
+                # Corrected labels stay edits (the copy holds the recorded ones), including those made during the copy.
+                labels = {new_uid[u]: v for u, v in d["labels"].items() if u in new_uid}
+                if late or d["split"] or labels:
                     # The split rule hashes episode ids, which were kept: the assignment survives compaction.
                     _edits.write_atomic(tmp / _edits.EDITS_NAME, json.dumps(
-                        {"version": 1, "excluded": late, "split": d["split"]}, indent=1, sort_keys=True).encode())
+                        {"version": 1, "excluded": late, "split": d["split"], "labels": labels}, indent=1,
+                        sort_keys=True).encode())
                 if late:
                     log.info("kept %d exclusion(s) made during the compaction: %s", len(late), late)
                 faults.crash_point("compact_swap_ready")

@@ -523,9 +523,21 @@ class TrajectoryStore:
         i %= n
         return slice(int(self._ends[i - 1]) if i else 0, int(self._ends[i]))
 
-    def episode_meta(self, i: int) -> EpisodeMeta:
-        self.episode_slice(i)  # range check with a clear message
+    def recorded_meta(self, i: int) -> EpisodeMeta:
+        """The committed metadata as recorded, without corrections."""
+        self.episode_slice(i)
         return self._meta[i]
+
+    def episode_meta(self, i: int) -> EpisodeMeta:
+        """The committed metadata, with `success` as a person corrected it (set_success), if they did."""
+        self.episode_slice(i)  # range check with a clear message
+        m = self._meta[i]
+        labels = self._edits["labels"]
+        if labels:
+            label = labels.get(self._uid(m, i))
+            if label is not None and label != m.success:
+                return m.replace(success=label)
+        return m
 
     def episodes(self, source: str | None = None, success: bool | None = None, task: str | None = None,
                  split: str | None = None, include_excluded: bool = False) -> list[int]:
@@ -538,7 +550,7 @@ class TrajectoryStore:
             raise ValueError(f"split must be one of {_edits.SPLITS} or None, got {split!r}")
         return [i for i, m in enumerate(self._meta)
                 if (source is None or m.source == source)
-                and (success is None or m.success == success)
+                and (success is None or self.episode_meta(i).success == success)
                 and (task is None or m.task == task)
                 and i not in excluded
                 and (split is None or self.split_of(i) == split)]
@@ -546,7 +558,10 @@ class TrajectoryStore:
     # ------------------------------------------------------------------ curation (edits.json)
     def episode_uid(self, i: int) -> str:
         """EpisodeMeta.episode_id, or a positional name for episodes committed before ids existed."""
-        m = self.episode_meta(i)
+        self.episode_slice(i)
+        return self._uid(self._meta[i], i)
+
+    def _uid(self, m: EpisodeMeta, i: int) -> str:
         return m.episode_id or f"index:{i % self.n_episodes}"
 
     def _reload_edits(self) -> None:
@@ -574,6 +589,31 @@ class TrajectoryStore:
                 d["excluded"] = cur + [u for u in uids if u not in set(cur)]
         self._edits, self._edits_mtime_ns = _edits.load(self.path), _edits.mtime_ns(self.path)
         log.info("%s episodes %s in %s", "included" if undo else "excluded", list(episodes), self.path)
+
+    def set_success(self, episodes, success: bool | None, *, by: str = "operator") -> None:
+        """A person's verdict on episodes' success, which replaces the recorded label (a practice attempt's judge,
+        a demo's own) in episode_meta() and everything that reads it: the success classifier's training frames and
+        the learner's rewards for episodes it loads from now on. None drops the correction. Like exclude(), an
+        undoable edit in edits.json (own lock, safe while a recorder appends); the committed metadata is untouched."""
+        self._check_open()
+        if success is not None and not isinstance(success, bool):
+            raise ValueError(f"success must be True, False or None (drop the correction), got {success!r}")
+        uids = [self.episode_uid(int(i)) for i in episodes]
+        with _edits.editing(self.path) as d:
+            for u in uids:
+                if success is None:
+                    d["labels"].pop(u, None)
+                else:
+                    d["labels"][u] = success
+        self._edits, self._edits_mtime_ns = _edits.load(self.path), _edits.mtime_ns(self.path)
+        log.info("%s: success of episodes %s set to %s", by, list(episodes), success)
+
+    def corrected_episodes(self) -> dict[int, bool]:
+        """Episode index -> the corrected success label, for every episode a person relabelled."""
+        labels = self._edits["labels"]
+        if not labels:
+            return {}
+        return {i: labels[u] for i in range(self.n_episodes) if (u := self.episode_uid(i)) in labels}
 
     def include(self, episodes) -> None:
         """Undo exclude()."""
@@ -605,7 +645,8 @@ class TrajectoryStore:
         attrs = zarr.open_group(LocalStore(str(self.path), read_only=True), mode="r", zarr_format=3).attrs.asdict()
         ex = self.excluded_episodes()
         return {**attrs, "path": str(self.path), "episodes": self.n_episodes, "steps": self.n_steps,
-                "excluded_episodes": sorted(ex), "split": self.split_rule}
+                "excluded_episodes": sorted(ex), "split": self.split_rule,
+                "corrected_labels": {str(k): v for k, v in sorted(self.corrected_episodes().items())}}
 
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         """(stop - start, *shape) steps of one key; only the committed range [0, n_steps) is readable."""

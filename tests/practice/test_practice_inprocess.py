@@ -57,3 +57,53 @@ def test_practice_attempts_feed_the_learner_and_new_versions_act(tmp_path):
         practice = [s.episode_meta(i) for i in s.episodes(source="practice")]
     assert [m.phase for m in practice] == ["forward", "backward", "forward", "backward"]
     assert practice[2].policy_version != practice[0].policy_version  # the new version acted after the round
+
+
+class _NeverSeesSuccess:
+    """A judge with every false negative a classifier can have: practice sees neither goal nor start, ever."""
+
+    name = "never"
+
+    def judge(self, obs, task, language):
+        from robot_stack.practice.judge import Verdict
+
+        return Verdict(False, 0.0)
+
+
+def test_a_review_at_each_intervention_corrects_the_judges_labels_in_the_store(tmp_path):
+    """At a stuck reset the person (the sim's truth here) reviews the last attempts; each label that disagrees with
+    the truth is corrected in the store, counted, and handed to on_corrections (the classifier's re-training)."""
+    import torch
+
+    from robot_stack.learn.rl_service import RLLearnerService
+    from robot_stack.sim.env import SimConfig, TabletopSim
+
+    torch.set_num_threads(1)
+    store = tmp_path / "s.zarr"
+    generate(store, tasks=["put_cube_in_bowl", "take_cube_out_of_bowl"], episodes=2, failure_share=0.0, workers=1,
+             cameras=(), environment_state=True, seed=0, progress=False)
+    svc = RLLearnerService(store, tmp_path / "ckpt", _learner_cfg())
+    sim = TabletopSim(SimConfig(cameras=(), reset_free=True, task="put_cube_in_bowl", seed=5))
+    handed: list[dict] = []
+    try:
+        final = run_practice(svc, sim, store, TaskPair.from_sim_tasks("put_cube_in_bowl"), _NeverSeesSuccess(),
+                             PracticeConfig(horizon_steps=6, max_attempts=4, stuck_attempts=2, review_attempts=2),
+                             attempts_per_update=2, on_corrections=handed.append)
+    finally:
+        sim.close()
+    assert final["resets_by_kind"]["stuck"] == 2
+    with TrajectoryStore.open(store, mode="r") as s:
+        practice = s.episodes(source="practice")
+        truth = {i: s.episode_meta(i).true_success for i in practice}
+        corrected = s.corrected_episodes()
+        assert all(s.recorded_meta(i).success is False for i in practice)   # what the judge said stays recorded
+    # A backward attempt after a failed forward one finds the cube out of the bowl: the truth says success there.
+    assert corrected and corrected == {i: True for i, t in truth.items() if t}
+    assert final["label_corrections"] == len(corrected) == sum(len(h) for h in handed)
+
+
+def test_review_attempts_is_validated():
+    import pytest
+
+    with pytest.raises(ValueError, match="review_attempts"):
+        PracticeConfig(review_attempts=-1)

@@ -63,6 +63,41 @@ def test_exclude_include_split_compact_keep_identity(tmp_path):
         assert c.episode_meta(new_i).notes == f"note {old_i}"
 
 
+def test_corrected_success_labels_apply_everywhere_stay_undoable_and_survive_compaction(tmp_path):
+    """A person's correction replaces the recorded label wherever episode metadata is read (other processes after a
+    refresh too), never rewrites the committed row, and survives compaction as an edit; a merge carries it."""
+    path = tmp_path / "s.zarr"
+    s = _fill(path, 6)        # recorded success: i % 3 != 0 -> F T T F T T
+    assert s.episodes(success=False) == [0, 3]
+    s.set_success([0], True)
+    s.set_success([4], False, by="test")
+    assert s.episode_meta(0).success is True and s.episode_meta(4).success is False
+    assert s.recorded_meta(0).success is False and s.recorded_meta(4).success is True
+    assert s.episodes(success=False) == [3, 4] and s.corrected_episodes() == {0: True, 4: False}
+    r = TrajectoryStore.open(path, mode="r")
+    r.refresh()
+    assert r.episode_meta(0).success is True and r.info()["corrected_labels"] == {"0": True, "4": False}
+    r.close()
+    s.set_success([4], None)  # undo
+    assert s.episode_meta(4).success is True and s.corrected_episodes() == {0: True}
+    with pytest.raises(ValueError, match="True, False or None"):
+        s.set_success([1], 1)
+    s.exclude([2])
+    s.close()
+    compact(path, fsync=False)
+    c = TrajectoryStore.open(path, mode="a")
+    assert c.n_episodes == 5 and c.episode_meta(0).success is True and c.recorded_meta(0).success is False
+    assert c.corrected_episodes() == {0: True}
+    merged = tmp_path / "m.zarr"
+    TrajectoryStore.create(merged, make_schema()).close()
+    merge(merged, [path])
+    with TrajectoryStore.open(merged, mode="r") as m:
+        assert m.recorded_meta(0).success is True   # a merge bakes the correction in
+    c.set_success([0], None)
+    assert c.episode_meta(0).success is False
+    c.close()
+
+
 def test_merge_schema_checked(tmp_path):
     a, b = _fill(tmp_path / "a.zarr", 2), _fill(tmp_path / "b.zarr", 3, start=2)
     b.exclude([0])
