@@ -7,6 +7,8 @@
     robot-stack store validate STORE               decode every committed step; report an uncommitted tail
     robot-stack store exclude STORE EPISODE ...    tombstone episodes (undo: include)
     robot-stack store include STORE EPISODE ...
+    robot-stack store label STORE success|failure|recorded EPISODE ...   a person's verdict replaces the recorded
+                                                   success label (practice's judge, a demo's); `recorded` undoes it
     robot-stack store split STORE --val FRACTION [--seed N]   store the train/validation split rule
     robot-stack store compact STORE                rewrite without excluded episodes (atomic swap)
     robot-stack store merge DST SRC [SRC ...]      append the episodes of SRC stores (schemas must match)
@@ -62,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
         a = sub.add_parser(name)
         a.add_argument("store")
         a.add_argument("episodes", type=int, nargs="+")
+    a = sub.add_parser("label")
+    a.add_argument("store")
+    a.add_argument("verdict", choices=("success", "failure", "recorded"))
+    a.add_argument("episodes", type=int, nargs="+")
     a = sub.add_parser("split")
     a.add_argument("store")
     a.add_argument("--val", type=float, required=True, help="fraction of episodes for validation, e.g. 0.1")
@@ -189,6 +195,19 @@ def _exclude(args, undo: bool = False) -> int:
     return 0
 
 
+def _label(args) -> int:
+    with _open(args.store) as s:
+        for i in args.episodes:
+            s.episode_slice(i)  # range check with a clear message before editing
+        verdict = {"success": True, "failure": False, "recorded": None}[args.verdict]
+        s.set_success(args.episodes, verdict, by="robot-stack store label")
+        for i in args.episodes:
+            print(f"episode {i}: success {s.episode_meta(i).success} (recorded {s.recorded_meta(i).success})")
+        print(f"{len(s.corrected_episodes())} corrected label(s) in {args.store}; the success classifier and the "
+              "learner read them from now on")
+    return 0
+
+
 def _split(args) -> int:
     with _open(args.store) as s:
         s.set_split(args.val, seed=args.seed)
@@ -253,5 +272,5 @@ class StoreFormatsMissing(ValueError):
 
 
 _COMMANDS = {"info": _info, "ls": _ls, "show": _show, "stats": _stats, "validate": _validate,
-             "exclude": _exclude, "include": lambda a: _exclude(a, undo=True), "split": _split,
+             "exclude": _exclude, "include": lambda a: _exclude(a, undo=True), "label": _label, "split": _split,
              "compact": _compact, "merge": _merge, "export": _export, "import": _import}

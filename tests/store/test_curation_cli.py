@@ -228,6 +228,14 @@ def test_cli_commands(tmp_path, capsys):
     assert cli_main(["store", "stats", path, ACTION_KEY]) == 0
     assert "q99" in capsys.readouterr().out
     assert cli_main(["store", "split", path, "--val", "0.5", "--seed", "3"]) == 0
+    capsys.readouterr()
+    assert cli_main(["store", "label", path, "success", "0"]) == 0     # recorded: 0 % 3 != 0 is False
+    assert "episode 0: success True (recorded False)" in capsys.readouterr().out
+    assert cli_main(["store", "label", path, "recorded", "0"]) == 0
+    assert "0 corrected label(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:          # argparse names the choices
+        cli_main(["store", "label", path, "maybe", "0"])
+    assert e.value.code == 2
     assert cli_main(["store", "validate", path]) == 0
     assert cli_main(["store", "include", path, "1"]) == 0
     assert cli_main(["store", "exclude", path, "3"]) == 0
