@@ -63,7 +63,7 @@ class LivePolicyActor:
 def run_practice(svc: Any, sim: Any, store_path: str | Path, tasks: TaskPair, judge: Judge | Callable[[Any], Judge],
                  config: PracticeConfig, attempts_per_update: int = 2, seed: int = 0, gripper_hold_steps: int = 5,
                  on_update: Callable[[UpdateResult], None] | None = None,
-                 on_corrections: Callable[[dict[int, bool]], None] | None = None) -> dict:
+                 on_corrections: Callable[[dict[int, bool], list[int]], None] | None = None) -> dict:
     """Offline phase, then `config.max_attempts` practice attempts with a learner round every
     `attempts_per_update`; returns the session's final status plus `policy_ticks` (SimPracticeRig.tick_stats). The
     service is opened and closed here.

@@ -16,8 +16,8 @@
       │   rig.problems() (object off the table / out of reach) or `stuck_attempts` attempts in a row seeing neither the
       │   goal nor the start ─► rig.reset(kind, reason): on a real rig a person resets and confirms; in sim automatic.
       │     review_attempts > 0 and the rig can review: the person also checks the judge's labels of the last N
-      │     attempts; rig.review() writes the corrections to the store (set_success) ─► on_corrections (the
-      │     in-process loop re-trains the success classifier on them: RoboFuME's remedy for its false negatives)
+      │     attempts; rig.review() writes the corrections to the store (set_success) ─► on_corrections(corrected,
+      │     reviewed) (the in-process loop re-trains the success classifier on the labels a person has seen)
       └── until stop(), max_attempts, or a reset the rig cannot get
 
 Thread model: run() on one thread (the practice node's worker); pause/resume/stop/status from any other (ROS
@@ -166,7 +166,7 @@ class PracticeSession:
     def __init__(self, rig: PracticeRig, judge: Judge, tasks: TaskPair, config: PracticeConfig | None = None,
                  counts: PracticeCounts | None = None,
                  on_attempt: Callable[[AttemptRecord], None] | None = None,
-                 on_corrections: Callable[[dict[int, bool]], None] | None = None):
+                 on_corrections: Callable[[dict[int, bool], list[int]], None] | None = None):
         self.rig, self.judge, self.tasks = rig, judge, tasks
         self.config = config or PracticeConfig()
         self.counts = counts or PracticeCounts(self.config.window)
@@ -356,7 +356,7 @@ class PracticeSession:
             log.info("review at the intervention: %d of %d labels corrected %s", len(corrected), len(records),
                      corrected)
             if self.on_corrections is not None:
-                self.on_corrections(corrected)
+                self.on_corrections(corrected, [r.episode for r in records])
 
     def _next_phase(self) -> str:
         last = self.counts.last_phase

@@ -88,7 +88,7 @@ def test_a_review_at_each_intervention_corrects_the_judges_labels_in_the_store(t
     try:
         final = run_practice(svc, sim, store, TaskPair.from_sim_tasks("put_cube_in_bowl"), _NeverSeesSuccess(),
                              PracticeConfig(horizon_steps=6, max_attempts=4, stuck_attempts=2, review_attempts=2),
-                             attempts_per_update=2, on_corrections=handed.append)
+                             attempts_per_update=2, on_corrections=lambda c, r: handed.append((c, r)))
     finally:
         sim.close()
     assert final["resets_by_kind"]["stuck"] == 2
@@ -99,7 +99,8 @@ def test_a_review_at_each_intervention_corrects_the_judges_labels_in_the_store(t
         assert all(s.recorded_meta(i).success is False for i in practice)   # what the judge said stays recorded
     # A backward attempt after a failed forward one finds the cube out of the bowl: the truth says success there.
     assert corrected and corrected == {i: True for i, t in truth.items() if t}
-    assert final["label_corrections"] == len(corrected) == sum(len(h) for h in handed)
+    assert final["label_corrections"] == len(corrected) == sum(len(c) for c, _ in handed)
+    assert all(set(c) <= set(r) and len(r) == 2 for c, r in handed)   # each review saw the last 2 attempts
 
 
 def test_review_attempts_is_validated():
