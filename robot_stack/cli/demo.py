@@ -141,8 +141,7 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
         "after, acting as it practised": (f"forward {rate(r['after_sampled'][fw])}, backward "
                                           f"{rate(r['after_sampled'][bw])} (sampled actions, gripper held)"),
         "practice attempts": f["attempts"],
-        "interventions / 100 attempts": (f"{float(f['interventions_per_100_attempts']):.1f} (" + ", ".join(
-            f"{k} {n}" for k, n in f["resets_by_kind"].items() if n and k != "scheduled") + ")"),
+        "interventions / 100 attempts": _interventions(f),
         "scheduled resets": f["scheduled_resets"],
         "classifier FP/FN on practice": clf,
         "policy versions acted": len(r["versions"]),
@@ -155,6 +154,11 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
     (run_dir / "summary.json").write_text(json.dumps({"summary": summary, "result": r}, indent=2, default=str))
     _print_summary(summary)
     return 0
+
+
+def _interventions(final: dict) -> str:
+    kinds = ", ".join(f"{k} {n}" for k, n in final["resets_by_kind"].items() if n and k != "scheduled")
+    return f"{float(final['interventions_per_100_attempts']):.1f}" + (f" ({kinds})" if kinds else "")
 
 
 def _pct(x) -> str:
