@@ -27,7 +27,9 @@ def _learner_cfg():
     return RLLearnerConfig.from_dict(d)
 
 
-def test_practice_attempts_feed_the_learner_and_new_versions_act(tmp_path):
+def _learner_and_sim(tmp_path, demos_per_direction):
+    """A real store of scripted forward + backward demos (object state, no cameras), a tiny Cal-QL learner service on
+    it and a reset-free sim."""
     import torch
 
     from robot_stack.learn.rl_service import RLLearnerService
@@ -35,10 +37,14 @@ def test_practice_attempts_feed_the_learner_and_new_versions_act(tmp_path):
 
     torch.set_num_threads(1)
     store = tmp_path / "s.zarr"
-    generate(store, tasks=["put_cube_in_bowl", "take_cube_out_of_bowl"], episodes=4, failure_share=0.0, workers=1,
-             cameras=(), environment_state=True, seed=0, progress=False)
+    generate(store, tasks=["put_cube_in_bowl", "take_cube_out_of_bowl"], episodes=demos_per_direction,
+             failure_share=0.0, workers=1, cameras=(), environment_state=True, seed=0, progress=False)
     svc = RLLearnerService(store, tmp_path / "ckpt", _learner_cfg())
-    sim = TabletopSim(SimConfig(cameras=(), reset_free=True, task="put_cube_in_bowl", seed=5))
+    return store, svc, TabletopSim(SimConfig(cameras=(), reset_free=True, task="put_cube_in_bowl", seed=5))
+
+
+def test_practice_attempts_feed_the_learner_and_new_versions_act(tmp_path):
+    store, svc, sim = _learner_and_sim(tmp_path, 4)
     rounds = []
     try:
         final = run_practice(svc, sim, store, TaskPair.from_sim_tasks("put_cube_in_bowl"), GroundTruthJudge,
@@ -73,17 +79,7 @@ class _NeverSeesSuccess:
 def test_a_review_at_each_intervention_corrects_the_judges_labels_in_the_store(tmp_path):
     """At a stuck reset the person (the sim's truth here) reviews the last attempts; each label that disagrees with
     the truth is corrected in the store, counted, and handed to on_corrections (the classifier's re-training)."""
-    import torch
-
-    from robot_stack.learn.rl_service import RLLearnerService
-    from robot_stack.sim.env import SimConfig, TabletopSim
-
-    torch.set_num_threads(1)
-    store = tmp_path / "s.zarr"
-    generate(store, tasks=["put_cube_in_bowl", "take_cube_out_of_bowl"], episodes=2, failure_share=0.0, workers=1,
-             cameras=(), environment_state=True, seed=0, progress=False)
-    svc = RLLearnerService(store, tmp_path / "ckpt", _learner_cfg())
-    sim = TabletopSim(SimConfig(cameras=(), reset_free=True, task="put_cube_in_bowl", seed=5))
+    store, svc, sim = _learner_and_sim(tmp_path, 2)
     handed: list[dict] = []
     try:
         final = run_practice(svc, sim, store, TaskPair.from_sim_tasks("put_cube_in_bowl"), _NeverSeesSuccess(),
