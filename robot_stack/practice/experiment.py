@@ -50,9 +50,10 @@ class PracticeExperiment:
     eval_episodes: int = 20
     classifier_steps: int = 1500
     classifier_start_positives: bool = True     # demos' first frames label the reverse task's goal (classifier/data.py)
-    review_attempts: int = 0                    # at a stuck/irreversible reset the truth corrects the last N labels
-                                                # (a person's review; PracticeConfig.review_attempts), then the
-    classifier_retrain_steps: int = 300         # classifier is fine-tuned this many steps on the corrected store
+    # At a stuck/irreversible reset the truth corrects the judge's last N labels (a person's review,
+    # PracticeConfig.review_attempts); the classifier is then fine-tuned this many steps on demos + reviewed attempts.
+    review_attempts: int = 0
+    classifier_retrain_steps: int = 300
     image_px: int = 64
     seed: int = 0
 

@@ -345,8 +345,10 @@ class PracticeSession:
     def _review(self) -> None:
         """The person at an intervention checks the last attempts' labels; corrections go to the store via the rig."""
         review = getattr(self.rig, "review", None)
+        if not self.config.review_attempts or review is None:
+            return
         records = [r for r in self._recent if r.episode is not None][-self.config.review_attempts:]
-        if not self.config.review_attempts or review is None or not records:
+        if not records:
             return
         corrected = dict(review(records))
         self._recent = []
