@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+FASTDDS_PROFILES = Path(__file__).with_name("fastdds_profiles.xml")
 
 # Camera streams and proprioception: newest sample wins, a late one is useless.
 SENSOR = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
@@ -28,3 +31,5 @@ def configure_dds_environment() -> None:
     """
     os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
     os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "LARGE_DATA")
+    # A service reply must survive the discovery race right after bring-up: see the comment in the file.
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILES))
