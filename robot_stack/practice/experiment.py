@@ -163,6 +163,7 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
 
     from robot_stack.learn.rl_service import RLLearnerService
     from robot_stack.practice.classifier import evaluate_classifier, train_classifier
+    from robot_stack.practice.classifier.review import RetrainOnReview
     from robot_stack.practice.inprocess import run_practice
     from robot_stack.practice.judge import ClassifierJudge, GroundTruthJudge
     from robot_stack.practice.session import PracticeConfig, TaskPair
@@ -228,25 +229,10 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
     sim = TabletopSim(SimConfig(task=pair.forward[0], cameras=("front",), image_size_px=x.image_px, reset_free=True,
                                 seed=8000 + seed))
     judge = ClassifierJudge(clf) if x.judge == "classifier" else GroundTruthJudge(sim)
-    retrains: list[dict] = []
-    verified: set[int] = set()   # practice attempts whose label a person reviewed (corrected or confirmed)
-
-    def retrain_on_corrections(corrected: dict[int, bool], reviewed: list[int]) -> None:
-        """Fine-tune the classifier on the labels a person has seen: the demos and the reviewed practice attempts.
-        Never on the judge's own unreviewed labels: re-training on those taught its false negatives back to it (one
-        run: the judge's backward success rate fell 0.89 -> 0.40 in 40 attempts while the truth stayed 1.0)."""
-        if x.judge != "classifier":
-            return
-        verified.update(reviewed)
-        t = time.perf_counter()
-        with TrajectoryStore.open(store, mode="r") as s:
-            episodes = [i for i in s.episodes() if s.episode_meta(i).source != "practice" or i in verified]
-            train_classifier(s, pair.languages, init=clf, steps=x.classifier_retrain_steps, seed=seed + len(retrains),
-                             episodes=episodes,
-                             reverse=pair.reverse_languages if x.classifier_start_positives else None)
-        retrains.append({"corrected": len(corrected), "s": round(time.perf_counter() - t, 1)})
-        log(f"classifier fine-tuned on {len(corrected)} corrected label(s) ({x.classifier_retrain_steps} steps, "
-            f"{retrains[-1]['s']} s)")
+    # A person's review at interventions (sim: the truth) corrects labels; the classifier then learns from them.
+    retrain = (RetrainOnReview(clf, store, pair.languages, steps=x.classifier_retrain_steps, seed=seed,
+                               reverse=pair.reverse_languages if x.classifier_start_positives else None, log=log)
+               if x.judge == "classifier" else None)
 
     t2 = time.perf_counter()
     try:
@@ -255,7 +241,7 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
                                             scheduled_reset_steps=x.scheduled_reset_steps,
                                             review_attempts=x.review_attempts),
                              attempts_per_update=x.attempts_per_update, seed=seed, on_update=on_update,
-                             on_corrections=retrain_on_corrections)
+                             on_corrections=retrain)
     finally:
         sim.close()
     out["practice_s"] = round(time.perf_counter() - t2, 1)
@@ -271,7 +257,8 @@ def run_practice_experiment(x: PracticeExperiment, work: str | Path,
     out.update(final={k: final[k] for k in ("attempts", "interventions", "scheduled_resets", "resets_by_kind",
                                              "interventions_per_100_attempts", "classifier", "true_success_rate",
                                              "policy_ticks", "label_corrections")},
-               classifier_retrains=retrains,
+               classifier_retrains=[{k: v for k, v in r.items() if k != "episodes"}
+                                    for r in (retrain.rounds if retrain else [])],
                curve=curve, updates=svc.step, versions=versions, store=str(store.resolve()),
                checkpoints=str((work / "checkpoints").resolve()))
     log(f"forward attempts' start vs the demos': {out['forward_start_drift']}")

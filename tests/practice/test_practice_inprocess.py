@@ -27,9 +27,9 @@ def _learner_cfg():
     return RLLearnerConfig.from_dict(d)
 
 
-def _learner_and_sim(tmp_path, demos_per_direction):
-    """A real store of scripted forward + backward demos (object state, no cameras), a tiny Cal-QL learner service on
-    it and a reset-free sim."""
+def _learner_and_sim(tmp_path, demos_per_direction, cameras=(), image_px=32):
+    """A real store of scripted forward + backward demos (object state; cameras only if asked), a tiny Cal-QL learner
+    service on it and a reset-free sim."""
     import torch
 
     from robot_stack.learn.rl_service import RLLearnerService
@@ -38,9 +38,11 @@ def _learner_and_sim(tmp_path, demos_per_direction):
     torch.set_num_threads(1)
     store = tmp_path / "s.zarr"
     generate(store, tasks=["put_cube_in_bowl", "take_cube_out_of_bowl"], episodes=demos_per_direction,
-             failure_share=0.0, workers=1, cameras=(), environment_state=True, seed=0, progress=False)
+             failure_share=0.0, workers=1, cameras=cameras, image_size_px=image_px, environment_state=True, seed=0,
+             progress=False)
     svc = RLLearnerService(store, tmp_path / "ckpt", _learner_cfg())
-    return store, svc, TabletopSim(SimConfig(cameras=(), reset_free=True, task="put_cube_in_bowl", seed=5))
+    return store, svc, TabletopSim(SimConfig(cameras=cameras, image_size_px=image_px, reset_free=True,
+                                             task="put_cube_in_bowl", seed=5))
 
 
 def test_practice_attempts_feed_the_learner_and_new_versions_act(tmp_path):
@@ -97,6 +99,37 @@ def test_a_review_at_each_intervention_corrects_the_judges_labels_in_the_store(t
     assert corrected and corrected == {i: True for i, t in truth.items() if t}
     assert final["label_corrections"] == len(corrected) == sum(len(c) for c, _ in handed)
     assert all(set(c) <= set(r) and len(r) == 2 for c, r in handed)   # each review saw the last 2 attempts
+
+
+def test_the_classifier_is_fine_tuned_only_on_labels_a_person_has_seen(tmp_path):
+    """The re-training callback of the practice experiment: after each review the classifier is fine-tuned on the
+    demos and the reviewed attempts, never on the judge's own unreviewed labels (which taught it its false negatives
+    back, practice.md). Review only the last of every 2 attempts, so unreviewed practice attempts exist."""
+    import torch
+
+    from robot_stack.practice.classifier import train_classifier
+    from robot_stack.practice.classifier.review import RetrainOnReview
+
+    store, svc, sim = _learner_and_sim(tmp_path, 2, cameras=("front",))
+    pair = TaskPair.from_sim_tasks("put_cube_in_bowl")
+    with TrajectoryStore.open(store, mode="r") as s:
+        demos = set(s.episodes())
+        clf = train_classifier(s, pair.languages, config={"camera": "front", "image_size_px": 32}, steps=2)
+    weights = {k: v.clone() for k, v in clf.state_dict().items()}
+    retrain = RetrainOnReview(clf, store, pair.languages, steps=3, log=lambda m: None)
+    try:
+        final = run_practice(svc, sim, store, pair, _NeverSeesSuccess(),
+                             PracticeConfig(horizon_steps=6, max_attempts=4, stuck_attempts=2, review_attempts=1),
+                             attempts_per_update=2, on_corrections=retrain)
+    finally:
+        sim.close()
+    assert final["resets_by_kind"]["stuck"] == 2 and len(retrain.rounds) == 2
+    with TrajectoryStore.open(store, mode="r") as s:
+        practice = s.episodes(source="practice")
+    assert len(practice) == 4 and retrain.reviewed == {practice[1], practice[3]}
+    assert set(retrain.rounds[0]["episodes"]) == demos | {practice[1]}
+    assert set(retrain.rounds[1]["episodes"]) == demos | {practice[1], practice[3]}   # reviews add up
+    assert not any(torch.equal(weights[k], v) for k, v in clf.state_dict().items() if v.is_floating_point())
 
 
 def test_review_attempts_is_validated():

@@ -6,6 +6,7 @@
                              checkpoint holds the head (+ adapter) and names its base by fingerprint
     data                     labelled frames from the store (final frames of successes; cross-task negatives)
     train                    train_classifier (balanced BCE; init= to continue), evaluate_classifier (FP/FN per task)
+    review                   RetrainOnReview: fine-tune after a person's review, on demos + reviewed attempts only
 """
 
 from robot_stack.practice.classifier.base import (
