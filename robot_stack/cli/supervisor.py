@@ -472,6 +472,9 @@ def up_main(argv: list[str]) -> int:
         raise _Terminated()
 
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C / `kill -INT` stops the graph even when `up` was started as a shell's background job, which starts
+    # with SIGINT ignored (`nohup robot-stack up ... &`); rclpy nodes handle it the same way.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     sup = Supervisor(profile, domain_id=args.domain_id, log_dir=args.log_dir, grace_s=args.grace_s,
                      term_grace_s=args.term_grace_s, export_env=False)
     try:
@@ -498,6 +501,7 @@ def up_main(argv: list[str]) -> int:
             sup.grace_s = sup.term_grace_s = 0.0
             codes = sup.stop()
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         if codes:
             _say("exit codes: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
 

@@ -18,7 +18,10 @@ from robot_stack.conf.profiles import load_profile
 NODES = {
     # Prints its environment and argv, then runs until SIGINT and exits 0 like an rclpy node.
     "talker": """
-        import os, sys, time
+        import os, signal, sys, time
+        # rclpy.init() installs its SIGINT handler even when the process starts with SIGINT ignored (a shell's
+        # background job, `nohup ... &`); so does this fixture, or it would only stop on SIGTERM there.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print(f"ready pid={os.getpid()} domain={os.environ.get('ROS_DOMAIN_ID')} "
               f"rmw={os.environ.get('RMW_IMPLEMENTATION')} argv={sys.argv[1:]}", flush=True)
         try:
@@ -264,7 +267,8 @@ def test_dead_required_learner_stops_the_graph(tmp_path, node_dir):
 
 
 ORDERED_NODE = """
-    import os, sys, time
+    import os, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as rclpy does, even when started with SIGINT ignored
     name, log = sys.argv[1], os.environ["STOP_LOG"]
     print("ready", flush=True)
     try:
