@@ -47,7 +47,7 @@ bench: setup
 	$(MAKE) bench-practice
 
 # Reset-free practice, state mode, RLPD under RoboFuME's sim protocol, 3 seeds (~40 min on 2 cores):
-# benchmarks/results/practice_rlpd_state.{md,json} (practice.md is the hand-written account of these runs).
+# benchmarks/results/practice_rlpd_state_s0-1-2.{md,json} (practice.md is the hand-written account of these runs).
 bench-practice: setup
 	$(BIN)/python benchmarks/bench_practice.py --learner rlpd_state --attempts 240 --scheduled-reset-steps 1000 \
 	  --seeds 0 1 2

@@ -223,7 +223,7 @@ def cell_1a(method: str, seed: int, S: dict, work: Path) -> dict:
         cfg = learner_cfg("bc_actor", TIER1A_TASK, S, seed, offline_steps=int(steps or S["t1a_bc_steps"]),
                           task=language)
     if variant:
-        cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
+        apply_variant(cfg, variant)
     svc, train_s = offline(cfg, store, work, f"1a {method} s{seed}")
     after = success_in_state_sim(svc.policy, TIER1A_TASK, S["eval_episodes"])
     control = None
@@ -235,8 +235,13 @@ def cell_1a(method: str, seed: int, S: dict, work: Path) -> dict:
             "transitions": {"prior": len(svc.prior_pool), "target": len(svc.target_pool)}}
 
 
-# Recipe variants for diagnostic rows (method "algo+name"): algo_config keys over the YAML's.
+# Recipe variants for diagnostic rows (method "algo+name"): algo_config keys over the YAML's; the key "policy" holds
+# policy_config keys.
 VARIANTS = {
+    # PTR whose actor also imitates the successful transitions (TD3+BC's unfiltered term, demo_guidance.py) and whose
+    # state encoder sees the task one-hot: the fix for multi-task CQL's state-independent actor (learning_findings.md,
+    # "PTR with a BC term in the actor", one seed: held-out 0/20 -> 5/20).
+    "bct": {"bc_weight": 1.0, "bc_q_filter": False, "policy": {"condition_low_dim_encoder": True}},
     # BC warm start of the actor for the first 2000 offline updates (CQLConfig.bc_steps: CQL's policy_eval_start,
     # CORL bc_steps), then the YAML's Cal-QL/CQL actor loss; tests whether online RL improves a BC-level start.
     "bcws": {"bc_steps": 2000},
@@ -261,6 +266,12 @@ VARIANTS = {
     # whether the dip after the first online round is the actor imitating its own failed attempts.
     "sonly": {"imitate_failures": False},
 }
+
+
+def apply_variant(cfg, variant: str) -> None:
+    v = dict(VARIANTS[variant])
+    cfg.policy_config = {**cfg.policy_config, **v.pop("policy", {})}
+    cfg.algo_config = {**cfg.algo_config, **v}
 
 
 def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
@@ -289,12 +300,12 @@ def online_cell(method: str, seed: int, S: dict, work: Path, tier: str) -> dict:
     if tier == "1b":
         cfg = learner_cfg(algo, task, S, seed, offline_steps=int(steps or S["t1b_offline_steps"]), online=True)
         if variant:
-            cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
+            apply_variant(cfg, variant)
         rounds, per_round, every = S["t1b_rounds"], S["t1b_episodes_per_round"], S["t1b_eval_every_rounds"]
     else:
         cfg = learner_cfg(f"{algo}_state", task, S, seed)
         if variant:
-            cfg.algo_config = {**cfg.algo_config, **VARIANTS[variant]}
+            apply_variant(cfg, variant)
             if "bc_steps" in VARIANTS[variant]:
                 cfg.offline_steps = int(cfg.algo_config["bc_steps"])
         # "rlpd@20": the same cell with 20 online rounds instead of t1c_rounds (a longer-budget diagnostic row).

@@ -122,7 +122,9 @@ def main(argv=None) -> int:
                                   args.obs, args.review_attempts))
     name = ("practice" + ("" if args.learner == "calql_state" else f"_{args.learner}") + ("_quick" if args.quick else "")
             + ("" if args.obs == "state" else f"_{args.obs}")
-            + ("" if args.judge == "classifier" else f"_{args.judge}") + args.tag)
+            + ("" if args.judge == "classifier" else f"_{args.judge}") + args.tag
+            # One process per seed is how seeds run side by side: each must write its own files.
+            + "_s" + "-".join(map(str, args.seeds)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     S["classifier_start_positives"] = not args.no_start_positives
