@@ -17,6 +17,7 @@ import pytest
 
 from robot_stack.cli.supervisor import Supervisor
 from robot_stack.conf.profiles import load_profile
+from robot_stack_testing.waiting import wait_until as _wait
 
 pytestmark = pytest.mark.hil
 
@@ -56,16 +57,6 @@ def _overrides(tmp_path, horizon_steps):
                  "rig.cameras.front.width=64", "rig.cameras.wrist.height=64", "rig.cameras.wrist.width=64"]
     ckpt = _checkpoint(tmp_path / "policy", load_config(overrides))
     return [*overrides, f"inference.policy={ckpt}"]
-
-
-def _wait(pred, timeout_s, what, check):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        check()
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_practice_alternates_pauses_resumes_and_counts_on_from_the_store(tmp_path, rig_client):

@@ -16,19 +16,9 @@ import pytest
 from robot_stack.cli.episodes import run_episode
 from robot_stack.cli.supervisor import Supervisor
 from robot_stack.conf.profiles import load_profile
+from robot_stack_testing.waiting import wait_until as _wait
 
 pytestmark = pytest.mark.hil
-
-
-def _wait(pred, timeout_s, what, check=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check is not None:
-            check()
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_collect_train_deploy_with_safety(tmp_path, rig_client):

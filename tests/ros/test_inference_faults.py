@@ -35,6 +35,7 @@ from robot_stack.ros.inference_node import InferenceNode  # noqa: E402
 from robot_stack.ros.qos import COMMAND, LATCHED, SENSOR, STATUS  # noqa: E402
 from robot_stack.store.align import ObservationAssembler  # noqa: E402
 from robot_stack.types import ACTION_SPACES, rig_features  # noqa: E402
+from robot_stack_testing.waiting import wait_until as _wait  # noqa: E402
 
 NS = "/inference_fault_test"
 HW = (24, 32)
@@ -71,15 +72,6 @@ class _RaisesAfterFirstPass:
 def _loader(path, **kw):
     policy, manifest = load_policy(path, **kw)
     return (_RaisesAfterFirstPass(policy) if manifest.version == 2 else policy), manifest
-
-
-def _wait(pred, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_raising_policy_does_not_kill_the_node(tmp_path):

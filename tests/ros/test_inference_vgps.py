@@ -33,6 +33,7 @@ from robot_stack.ros.qos import COMMAND, LATCHED, SENSOR, STATUS  # noqa: E402
 from robot_stack.store.align import ObservationAssembler  # noqa: E402
 from robot_stack.store.recorder import parse_source  # noqa: E402
 from robot_stack.types import ACTION_SPACES, rig_features  # noqa: E402
+from robot_stack_testing.waiting import wait_until as _wait  # noqa: E402
 
 NS = "/inference_vgps_test"
 N_JOINTS = 6
@@ -62,15 +63,6 @@ def _save(kind, root, schema, version):
             model.task_embeddings.normal_()
             model.critic.heads.weights[-1].mul_(100.0)    # Q spread O(1) across samples, as a trained critic's
     return save_checkpoint(model, norm, schema, root, version, step=version, parent=version - 1 or None)
-
-
-def _wait(pred, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_vgps_node_reranks_every_tick_and_swaps_the_critic_without_missing_one(tmp_path):
