@@ -143,6 +143,7 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
         "practice attempts": f["attempts"],
         "interventions / 100 attempts": _interventions(f),
         "scheduled resets": f["scheduled_resets"],
+        "labels corrected at interventions": _corrections(x, f, r),
         "classifier FP/FN on practice": clf,
         "policy versions acted": len(r["versions"]),
         "missed ticks": _missed_ticks(f.get("policy_ticks", {})),
@@ -159,6 +160,13 @@ def run_practice_demo(cfg, run_dir: Path) -> int:
 def _interventions(final: dict) -> str:
     kinds = ", ".join(f"{k} {n}" for k, n in final["resets_by_kind"].items() if n and k != "scheduled")
     return f"{float(final['interventions_per_100_attempts']):.1f}" + (f" ({kinds})" if kinds else "")
+
+
+def _corrections(x, final: dict, r: dict) -> str:
+    if not x.review_attempts:
+        return "no review (demo.practice.review_attempts=0)"
+    return (f"{final.get('label_corrections', 0)} (the last {x.review_attempts} attempts reviewed at each intervention; "
+            f"classifier fine-tuned {len(r.get('classifier_retrains', []))} times)")
 
 
 def _pct(x) -> str:

@@ -80,10 +80,11 @@ def test_make_demo_runs_a_tiny_practice_session_and_prints_its_summary(tmp_path,
     assert run_demo(tiny) == 0
     out = capsys.readouterr().out
     for line in ("forward success before -> after", "interventions / 100 attempts", "classifier FP/FN on practice",
-                 "missed ticks", "policy versions acted", "wall time (min)"):
+                 "labels corrected at interventions", "missed ticks", "policy versions acted", "wall time (min)"):
         assert line in out, line
     assert re.search(r"\d+ of 32 policy steps over the 200 ms control period", out)   # 4 attempts x 8 steps, timed
     (summary,) = (tmp_path / "data" / "demo").glob("*/summary.json")
     d = json.loads(summary.read_text())
     assert d["summary"]["practice attempts"] == 4 and d["result"]["final"]["policy_ticks"]["ticks"] == 32
+    assert d["result"]["settings"]["review_attempts"] == 4    # the demo reviews labels at interventions by default
     assert (summary.parent / "practice.png").exists() or "matplotlib missing" in out
