@@ -80,7 +80,8 @@ class RecorderNode(Node):
         super().__init__("recorder", namespace=namespace)
         self.recorder = recorder
         self.pub_status = self.create_publisher(String, "recorder/status", STATUS)
-        subscribe_observations(self, recorder.assembler, cameras, qos=RECORD_SENSOR)
+        subscribe_observations(self, recorder.assembler, cameras, on_state=lambda _t: self._flush_pending(),
+                               qos=RECORD_SENSOR)
         self.create_subscription(JointState, "action_executed", self._on_executed, RECORD_COMMAND)
         self._inputs = ["action_executed", "joint_states", "ee_pose", *(f"camera/{c}/image_raw" for c in cameras)]
         self.create_service(Trigger, "recorder/start", self._on_start)
@@ -93,20 +94,30 @@ class RecorderNode(Node):
         self.declare_parameter("episode_meta", "")
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0, self._publish_status)
+        self.create_timer(0.1, self._flush_pending)   # a step whose frames never come is dropped after the grace
 
     def _on_executed(self, msg: JointState) -> None:
         _, values, stamp_ns, source = conv.msg_to_action(msg)
-        had_fault = self.recorder.fault
+        self._guarded(lambda: self.recorder.on_executed(values, stamp_ns, source))
+
+    def _flush_pending(self) -> None:
+        """A frame arrived or time passed: steps that waited for their observation are recorded or, past the
+        grace, dropped."""
+        if self.recorder.n_pending:
+            self._guarded(self.recorder.flush_pending)
+
+    def _guarded(self, step) -> None:
+        had_fault, before = self.recorder.fault, (self.recorder.n_steps, self.recorder.n_dropped)
         try:
             # A store failure (disk full) does not raise: the recorder stops recording and keeps the reason
             # in `fault`, so this node, and the rig the supervisor would tear down with it, stay up (review C4).
-            self.recorder.on_executed(values, stamp_ns, source)
+            step()
         except ValueError as e:  # unknown source tag or schema violation: say so, keep recording others
             self.get_logger().error(f"step not recorded: {e}")
         if self.recorder.fault and self.recorder.fault != had_fault:
             self.get_logger().error(self.recorder.fault)
             self._publish_status()
-        if self.recorder.recording:
+        elif self.recorder.recording and (self.recorder.n_steps, self.recorder.n_dropped) != before:
             # Per step (control rate, a few Hz): lets a conductor see that every executed action was
             # accounted for (recorded or dropped) before it stops the episode.
             self._publish_status()
@@ -182,7 +193,7 @@ class RecorderNode(Node):
     def _publish_status(self) -> None:
         r = self.recorder
         self.pub_status.publish(conv.json_msg({
-            "recording": r.recording, "steps": r.n_steps, "dropped": r.n_dropped,
+            "recording": r.recording, "steps": r.n_steps, "dropped": r.n_dropped, "pending": r.n_pending,
             "episodes": r.store.n_episodes, "store": str(r.store.path), "fault": r.fault, **r.writer_stats()}))
 
     def close(self) -> None:
@@ -200,7 +211,8 @@ def build(cfg):
     store = TrajectoryStore.open_or_create(str(cfg.store), schema_for_rig(cfg.rig))
     assembler = ObservationAssembler(cams, max_skew_ms=float(cfg.recorder.max_obs_age_ms))
     recorder = EpisodeRecorder(store, assembler, task=str(cfg.task.language), phase=cfg.task.get("phase"),
-                               flush_every=int(cfg.recorder.flush_every))
+                               flush_every=int(cfg.recorder.flush_every),
+                               obs_grace_s=float(cfg.recorder.get("obs_grace_ms", 0)) / 1000.0)
     node = RecorderNode(recorder, cams, namespace=str(cfg.rig.namespace))
     node.get_logger().info(f"recording to {store.path} ({store.n_episodes} episodes committed)")
     return [node]

@@ -1,6 +1,7 @@
 """EpisodeRecorder: turns executed actions + assembled observations into committed store episodes.
 
     action_executed(stamp s, source) ──► ObservationAssembler.observation(s) ──► EpisodeWriter.add_step
+        (incomplete yet: the step waits up to `obs_grace_s`, in order, for its frames; then it is dropped and counted)
     stop(success) ──► EpisodeWriter.commit (episode_ends written last = committed)
 
 What gets recorded is what the arm node actually sent after clamping (DESIGN.md §3), paired with the
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,7 +43,9 @@ class RecorderError(RuntimeError):
 
 class EpisodeRecorder:
     def __init__(self, store, assembler: ObservationAssembler, task: str, phase: str | None = None,
-                 flush_every: int | None = None):
+                 flush_every: int | None = None, obs_grace_s: float = 0.0):
+        if obs_grace_s < 0:
+            raise ValueError(f"obs_grace_s must be >= 0, got {obs_grace_s}")
         self.store = store
         self.assembler = assembler
         self.task = task
@@ -51,6 +55,11 @@ class EpisodeRecorder:
         self._writer = None  # created at the first step, when the source (sim/teleop/policy) is known
         self._meta: dict = {}
         self.n_dropped = 0  # executed actions with no matching observation (a camera stalled)
+        # On a live graph an action can overtake the frames it answered: a camera image is a large message on another
+        # topic, the action a small one, and a loaded CPU delivers them out of order (CI lost the first step of a
+        # practice attempt this way). Such a step waits, in order, up to obs_grace_s for them (0: decided at once).
+        self.obs_grace_s = obs_grace_s
+        self._pending: deque[tuple[np.ndarray, int, str, float]] = deque()
         self.last_committed: int | None = None
         # Set when the store failed (disk full, read-only disk): recording stopped, the reason says how to
         # resume. A failing store must not take the recorder process, and with it the rig, down (review C4).
@@ -80,19 +89,48 @@ class EpisodeRecorder:
         self._meta = {"task": self.task, "source": None, "phase": self.phase, "policy_version": None,
                       "interventions": 0, "start_time_ns": time.time_ns(), "notes": notes}
         self._active, self._writer = True, None
+        self._pending.clear()
         self._versions: list[str] = []
         self._last_kind: str | None = None
         self.n_dropped = 0
 
-    def on_executed(self, action: np.ndarray, stamp_ns: int, source: str) -> bool:
-        """Record one step; returns False (and counts a drop) when the observation is missing."""
+    def on_executed(self, action: np.ndarray, stamp_ns: int, source: str, now: float | None = None) -> bool:
+        """Record one step; True when it was recorded now. With obs_grace_s 0 a missing observation drops the step
+        at once (returns False, counts a drop); otherwise the step waits for it (flush_pending)."""
         if not self.recording:
             return False
+        parse_source(source)   # a bad tag is refused now, not when the step leaves the queue
+        if self.obs_grace_s <= 0:
+            return self._record(action, stamp_ns, source)
+        self._pending.append((np.asarray(action), int(stamp_ns), source, time.monotonic() if now is None else now))
+        return self.flush_pending(now) > 0 and not any(p[1] == stamp_ns for p in self._pending)
+
+    @property
+    def n_pending(self) -> int:
+        """Executed steps waiting for their observation."""
+        return len(self._pending)
+
+    def flush_pending(self, now: float | None = None, final: bool = False) -> int:
+        """Record the waiting steps whose observation is complete now, in order; a step still incomplete after
+        obs_grace_s (or at all, when final) is dropped and counted. Returns the steps recorded."""
+        now = time.monotonic() if now is None else now
+        recorded = 0
+        while self._pending and self.recording:
+            action, stamp_ns, source, arrived = self._pending[0]
+            expired = final or now - arrived >= self.obs_grace_s
+            if self.assembler.observation(stamp_ns) is None and not expired:
+                break   # later steps wait behind it: episodes keep their order
+            self._pending.popleft()
+            recorded += self._record(action, stamp_ns, source)
+        return recorded
+
+    def _record(self, action, stamp_ns: int, source: str) -> bool:
         obs = self.assembler.observation(stamp_ns)
         if obs is None:
             self.n_dropped += 1
-            log.warning("no complete observation for stamp %d (dropped %d so far); is a camera stalled?",
-                        stamp_ns, self.n_dropped)
+            log.warning("no complete observation for stamp %d%s (dropped %d so far); is a camera stalled?",
+                        stamp_ns, f" within {self.obs_grace_s * 1000:.0f} ms" if self.obs_grace_s else "",
+                        self.n_dropped)
             return False
         kind, version = parse_source(source)
         if self._writer is None:
@@ -127,6 +165,7 @@ class EpisodeRecorder:
 
     def _store_failed(self, e: BaseException, during: str) -> None:
         """Stop recording after a store failure: discard the episode, keep the reason for status and start()."""
+        self._pending.clear()
         writer, self._writer, self._active = self._writer, None, False
         if writer is not None:
             try:
@@ -160,6 +199,7 @@ class EpisodeRecorder:
         takeovers is added to `interventions`, and its policy versions are used unless the update names one."""
         if not self.recording:
             raise RecorderError("no episode is being recorded; call start first")
+        self.flush_pending(final=True)   # what is still incomplete now will not be completed by the episode's end
         writer, self._writer, self._active = self._writer, None, False
         if writer is None or writer.n_steps == 0:
             log.warning("episode recorded no steps; nothing committed")
@@ -189,6 +229,7 @@ class EpisodeRecorder:
         return idx
 
     def discard(self) -> None:
+        self._pending.clear()
         if not self.recording:
             return
         writer, self._writer, self._active = self._writer, None, False

@@ -163,10 +163,10 @@ def test_page_loads_shows_live_values_and_is_screenshotted(rig):
     b.get(rig.url)
     _wait("the page's WebSocket", lambda: _text(b, "conn") == "live", 20, rig.alive)
     # Camera thumbnails: loaded, and replaced by newer frames.
-    seq = int(_wait("a front thumbnail", lambda: int(_js(b, "return +document.getElementById('cam-front').dataset.seq")),
-                    20, rig.alive))
-    _wait("a newer front thumbnail", lambda: int(_js(b, "return +document.getElementById('cam-front').dataset.seq")) > seq,
-          10, rig.alive)
+    # The page builds a camera's <img> when that camera's first frame arrives: until then there is no element.
+    front_seq = "const e = document.getElementById('cam-front'); return e ? +e.dataset.seq : 0"
+    seq = int(_wait("a front thumbnail", lambda: int(_js(b, front_seq)), 20, rig.alive))
+    _wait("a newer front thumbnail", lambda: int(_js(b, front_seq)) > seq, 10, rig.alive)
     _wait("the thumbnail image decoded", lambda: _js(b, "return document.getElementById('cam-front').naturalWidth") == 96,
           10, rig.alive)
     assert _text(b, "practice-none") == "no practice session"

@@ -129,3 +129,56 @@ def test_conductor_labels_override_the_defaults_and_add_to_takeovers(recorder):
         recorder.stop(success=True, meta_updates={"attempt": -3})
     assert recorder.recording and recorder.fault is None  # nothing lost: stop again with valid labels
     assert recorder.stop(success=True, meta_updates={"attempt": 3}) == idx + 1
+
+
+def test_a_step_that_overtakes_its_frames_waits_for_them_in_order(tmp_path):
+    """On a live graph an action can arrive before the camera frame it answered: with obs_grace_s the step waits
+    for it (later steps queue behind it, so the episode keeps its order); a frame that never comes within the grace
+    drops only that step, counted."""
+    store = TrajectoryStore.create(tmp_path / "g.zarr", schema_for_rig(RIG))
+    rec = EpisodeRecorder(store, ObservationAssembler(("front",), max_skew_ms=100), task="put the cube in the bowl",
+                          flush_every=2, obs_grace_s=0.5)
+    rec.start()
+    state = lambda k: rec.assembler.add_state(200 * k * MS, np.full(14, k, np.float32), 200 * k * MS + 1)  # noqa: E731
+    image = lambda k: rec.assembler.add_image("front", (200 * k + 50) * MS, np.full((8, 8, 3), k, np.uint8),  # noqa: E731
+                                              (200 * k + 51) * MS)
+    act = lambda k, now: rec.on_executed(np.full(7, k / 10, np.float32), 200 * k * MS, "sim:scripted", now=now)  # noqa: E731
+    state(0)
+    assert not act(0, now=10.0) and rec.n_pending == 1 and rec.n_steps == 0   # its frame is still on the way
+    state(1)
+    image(1)
+    assert not act(1, now=10.1) and rec.n_pending == 2                     # complete, but waits behind step 0
+    image(0)                                                               # the late frame arrives
+    assert rec.flush_pending(now=10.2) == 2 and rec.n_pending == 0 and rec.n_dropped == 0
+    state(2)                                                               # step 2's frame never comes
+    assert not act(2, now=11.0)
+    assert rec.flush_pending(now=11.4) == 0 and rec.n_pending == 1         # still within the grace
+    state(3)
+    image(3)
+    assert not act(3, now=11.45)
+    assert rec.flush_pending(now=11.5) == 1 and rec.n_dropped == 1        # 2 dropped at 0.5 s, then 3 recorded
+    idx = rec.stop(success=True)
+    ep = store.get_episode(idx)
+    np.testing.assert_array_equal(ep["observation.images.front"][:, 0, 0, 0], [0, 1, 3])
+    np.testing.assert_allclose(ep["action"][:, 0], [0.0, 0.1, 0.3], rtol=1e-6)
+    store.close()
+
+
+def test_stop_settles_the_waiting_steps_and_discard_forgets_them(tmp_path):
+    store = TrajectoryStore.create(tmp_path / "h.zarr", schema_for_rig(RIG))
+    rec = EpisodeRecorder(store, ObservationAssembler(("front",), max_skew_ms=150), task="put the cube in the bowl",
+                          obs_grace_s=5.0)
+    rec.start()
+    _feed(rec, 0, 0)
+    assert rec.on_executed(np.zeros(7, np.float32), 0, "sim:scripted", now=1.0)   # complete: recorded at once
+    rec.assembler.add_state(600 * MS, np.ones(14, np.float32), 600 * MS + 1)
+    rec.on_executed(np.zeros(7, np.float32), 600 * MS, "sim:scripted", now=1.2)   # its frame never comes
+    idx = rec.stop(success=False)                     # the episode ends: what is incomplete now is dropped
+    assert store.get_episode(idx)["action"].shape == (1, 7) and rec.n_dropped == 1 and rec.n_pending == 0
+    rec.start()
+    rec.on_executed(np.zeros(7, np.float32), 1200 * MS, "sim:scripted", now=2.0)
+    rec.discard()
+    assert rec.n_pending == 0 and store.n_episodes == 1
+    with pytest.raises(ValueError, match="obs_grace_s"):
+        EpisodeRecorder(store, rec.assembler, task="t", obs_grace_s=-1.0)
+    store.close()
