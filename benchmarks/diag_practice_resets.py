@@ -5,6 +5,8 @@ attempts before it: a "stuck" reset whose window holds an attempt where the trut
     python benchmarks/diag_practice_resets.py data/demo/<run>/store.zarr [--window 4]
 
 Reads only the episode metadata the practice session writes (phase, success, true_success, interventions, notes).
+"judge" is the judge's verdict as recorded (TrajectoryStore.recorded_meta); a label a person corrected since, at a
+review, is shown after it ("judge - (corrected S)").
 """
 import argparse
 import json
@@ -20,7 +22,9 @@ def main() -> None:
     args = ap.parse_args()
     with TrajectoryStore.open(args.store, mode="r") as s:
         eps = s.episodes(source="practice")
-        metas = [s.episode_meta(i) for i in eps]
+        metas = [s.recorded_meta(i) for i in eps]                # what the judge said when practice decided
+        corrected = {m.attempt: s.episode_meta(i).success for i, m in zip(eps, metas, strict=True)
+                     if s.episode_meta(i).success != m.success}
     kinds: Counter = Counter()
     judge_made = 0
     for k, m in enumerate(metas):
@@ -34,10 +38,12 @@ def main() -> None:
             seen = [w for w in window if w.true_success]
             judge_made += bool(seen)
             print(f"stuck before attempt {m.attempt}: " + ", ".join(
-                f"{w.attempt} {w.phase[0]} judge {'S' if w.success else '-'} truth {'S' if w.true_success else '-'}"
+                f"{w.attempt} {w.phase[0]} judge {'S' if w.success else '-'}"
+                + (f" (corrected {'S' if corrected[w.attempt] else '-'})" if w.attempt in corrected else "")
+                + f" truth {'S' if w.true_success else '-'}"
                 for w in window))
     print(f"resets by kind: {dict(kinds)}; stuck resets whose window the truth saw a goal in: {judge_made} of "
-          f"{kinds['stuck']}; attempts: {len(metas)}")
+          f"{kinds['stuck']}; attempts: {len(metas)}; labels corrected by a review: {len(corrected)}")
 
 
 if __name__ == "__main__":
