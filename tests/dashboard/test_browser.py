@@ -26,6 +26,8 @@ from types import SimpleNamespace
 import pytest
 from dashboard_data import make_store
 
+from robot_stack_testing.waiting import wait_until
+
 pytestmark = pytest.mark.hil
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -42,15 +44,8 @@ def _free_port() -> int:
 
 
 def _wait(what: str, cond, timeout_s: float, check=None, poll_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check is not None:
-            check()
-        value = cond()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    """wait_until with the thing waited for first: the page's checks read as sentences."""
+    return wait_until(cond, timeout_s, what, check, poll_s)
 
 
 def _browser():
