@@ -1,6 +1,7 @@
 """`robot-stack` command line: one entry point, sub-commands dispatch lazily (no heavy import for --help).
 
-    robot-stack demo [overrides]          the whole loop on the simulated WidowX (collect -> train -> deploy)
+    robot-stack demo [overrides]          a reset-free practice session on the simulated WidowX (demo.loop=bc:
+                                          collect -> train -> deploy over ROS)
     robot-stack up <profile> [overrides]  start a profile's nodes (same graph as `ros2 launch`), Ctrl-C stops all
     robot-stack profiles                  list the profiles
     robot-stack config [overrides]        print the composed configuration (policy:=<name>: that recipe's)
@@ -10,6 +11,7 @@
     robot-stack cameras list              connected RealSense serials and V4L2 devices
     robot-stack store <command> ...       inspect/curate a trajectory store (robot-stack store --help)
     robot-stack learn learner=calql store=... [overrides]   offline pre-training + online fine-tuning (no ROS)
+    robot-stack classifier <train|eval> ...   practice's success classifier from a store's (corrected) labels
     robot-stack dashboard [dashboard.port=8765] [overrides]   operator web page of a running rig (e-stop, episodes)
 
 `robot-stack <command> --help` explains each command, its config groups and examples.
@@ -30,6 +32,7 @@ COMMANDS = {
     "calibrate": "robot_stack.cli.calibrate",
     "cameras": "robot_stack.cli.cameras",
     "store": "robot_stack.cli.store",
+    "classifier": "robot_stack.cli.classifier",
     "learn": "robot_stack.learn.run",
     "dashboard": "robot_stack.ros.dashboard_node",
     "sim": "robot_stack.cli.sim",
