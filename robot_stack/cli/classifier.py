@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 USAGE = __doc__
@@ -132,17 +131,9 @@ _COMMANDS = {"train": _train, "eval": _eval}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from robot_stack.cli.subcommands import run_subcommands
     from robot_stack.practice.classifier import ClassifierError
     from robot_stack.store.schema import StoreError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    args = _parser().parse_args(argv)
-    try:
-        return _COMMANDS[args.cmd](args)
-    except (ClassifierError, StoreError, KeyError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"[classifier {args.cmd}] {msg}", file=sys.stderr)
-        return 2
+    return run_subcommands(argv, USAGE, _parser, _COMMANDS,
+                           (ClassifierError, StoreError, KeyError, ValueError, FileNotFoundError), "classifier")

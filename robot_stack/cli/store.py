@@ -89,19 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from robot_stack.cli.subcommands import run_subcommands
     from robot_stack.store.schema import StoreError
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    args = _parser().parse_args(argv)
-    try:
-        return _COMMANDS[args.cmd](args)
-    except (StoreError, KeyError, IndexError, ValueError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"[store {args.cmd}] {msg}", file=sys.stderr)
-        return 2
+    return run_subcommands(argv, USAGE, _parser, _COMMANDS,
+                           (StoreError, KeyError, IndexError, ValueError, FileNotFoundError), "store")
 
 
 def _open(path, mode="r"):
