@@ -15,19 +15,29 @@ _GROUPS = ("rig", "task", "learner", "policy", "teleop", "profile")
 _TEXT = {
     "demo": """robot-stack demo [overrides]
 
-The whole loop on the simulated WidowX 250s (the sim_demo profile, real rclpy processes): a scripted expert
-collects episodes into a zarr store, the learner trains BC and pushes checkpoint versions, the inference node
-swaps them in between control ticks and drives the arm, and a summary prints scripted vs learned success.
+By default (demo.loop=practice) a reset-free practice session on the simulated WidowX 250s, in one process
+(robot_stack/practice/experiment.py): scripted forward + backward demos into a zarr store, a success classifier
+trained on them, the learner's offline policy evaluated, then practice attempts alternating forward and backward
+with no reset in between, labelled by the classifier and learned from as they come; at each intervention the
+sim's truth reviews the classifier's last labels (as the person resetting would). The summary prints forward and
+backward success before -> after, interventions per 100 attempts, labels corrected, classifier FP/FN, missed ticks
+and wall time (~15 min on 2 cores). demo.loop=bc runs the ROS loop instead (the sim_demo profile, real rclpy
+processes): a scripted expert collects, the learner trains BC and pushes versions, the inference node swaps them in
+between control ticks, and a summary prints scripted vs learned success.
 
 Most used overrides:
-  demo.episodes=20          scripted episodes to collect before training
-  demo.eval_episodes=10     episodes the learned policy drives
-  task=put_cube_in_bowl     any task of `robot-stack sim tasks`
-  learner=bc                learner recipe (conf/learner/*.yaml)
+  demo.obs=state|pixels            the practice policy's observations (pixels: proprio + the front camera)
+  demo.practice.attempts=240       practice attempts
+  demo.practice.learner=rlpd_state learner recipe (rlpd_state, calql_state, ...)
+  demo.practice.review_attempts=4  labels reviewed at each intervention (0 = no review)
+  demo.practice.seed=0
+  task=put_cube_in_bowl            a forward task with a reverse (`robot-stack sim tasks`)
+  demo.loop=bc demo.episodes=20 demo.eval_episodes=10 learner=bc   the ROS collect -> train -> deploy loop
 
 Examples:
   robot-stack demo
-  robot-stack demo demo.episodes=10 demo.eval_episodes=5 task=put_cube_on_plate""",
+  robot-stack demo demo.obs=pixels demo.practice.attempts=200 demo.practice.utd=0.5
+  robot-stack demo demo.loop=bc demo.episodes=10 demo.eval_episodes=5 task=put_cube_on_plate""",
     "collect": """robot-stack collect rig=... task=... episodes=N [device=keyboard] [overrides]
 
 Teleoperated data collection: starts the rig's collect profile (rig + recorder, the same graph as
