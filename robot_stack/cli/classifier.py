@@ -54,15 +54,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def training_episodes(store, practice: str) -> list[int]:
     """Every non-practice episode, plus the practice attempts `practice` asks for."""
+    from robot_stack.practice.classifier.review import RetrainOnReview
+
     if practice not in PRACTICE_CHOICES:
         raise ValueError(f"practice must be one of {PRACTICE_CHOICES}, got {practice!r}")
-    corrected = set(store.corrected_episodes())
-    keep = []
-    for i in store.episodes():
-        if store.episode_meta(i).source != "practice" or practice == "all" or (
-                practice == "corrected" and i in corrected):
-            keep.append(i)
-    return keep
+    if practice == "all":
+        return store.episodes()
+    # The in-process review's rule, with the store's corrections as the attempts a person has seen.
+    return RetrainOnReview.training_episodes(store, set(store.corrected_episodes()) if practice == "corrected" else set())
 
 
 def _train(args) -> int:

@@ -169,6 +169,9 @@ class RecorderNode(Node):
             self.set_parameters([Parameter("episode_meta", value="")])
 
     def _on_stop(self, req, resp):
+        if self.recorder.recording:
+            # Steps still waiting for their frames are settled now, so the reply's counts include them.
+            self.recorder.flush_pending(final=True)
         stats = self.recorder.writer_stats()  # before stop(): the writer is gone afterwards
         meta, self._episode_meta = self._episode_meta, None
         self._clear_episode_meta()

@@ -101,9 +101,11 @@ class EpisodeRecorder:
             return False
         parse_source(source)   # a bad tag is refused now, not when the step leaves the queue
         if self.obs_grace_s <= 0:
-            return self._record(action, stamp_ns, source)
+            return self._record(action, stamp_ns, source, self.assembler.observation(stamp_ns))
         self._pending.append((np.asarray(action), int(stamp_ns), source, time.monotonic() if now is None else now))
-        return self.flush_pending(now) > 0 and not any(p[1] == stamp_ns for p in self._pending)
+        recorded = self.flush_pending(now)
+        # It cannot have expired on arrival: it left the queue only if it (and all before it) was recorded.
+        return recorded > 0 and not (self._pending and self._pending[-1][1] == stamp_ns)
 
     @property
     def n_pending(self) -> int:
@@ -117,15 +119,15 @@ class EpisodeRecorder:
         recorded = 0
         while self._pending and self.recording:
             action, stamp_ns, source, arrived = self._pending[0]
-            expired = final or now - arrived >= self.obs_grace_s
-            if self.assembler.observation(stamp_ns) is None and not expired:
+            obs = self.assembler.observation(stamp_ns)
+            if obs is None and not (final or now - arrived >= self.obs_grace_s):
                 break   # later steps wait behind it: episodes keep their order
             self._pending.popleft()
-            recorded += self._record(action, stamp_ns, source)
+            recorded += self._record(action, stamp_ns, source, obs)
         return recorded
 
-    def _record(self, action, stamp_ns: int, source: str) -> bool:
-        obs = self.assembler.observation(stamp_ns)
+    def _record(self, action, stamp_ns: int, source: str, obs: dict | None) -> bool:
+        """Write one step with its observation (None: counted as dropped)."""
         if obs is None:
             self.n_dropped += 1
             log.warning("no complete observation for stamp %d%s (dropped %d so far); is a camera stalled?",

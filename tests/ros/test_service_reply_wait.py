@@ -66,5 +66,6 @@ def test_profile_gives_service_replies_seconds_to_find_their_client():
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("BLOCKED")]
     assert lines, f"probe failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr[-2000:]}"
     blocked_s = float(lines[0].split()[1])
-    # With the rmw default the server gives up after 0.1 s; with the profile it waits the profile's time.
-    assert wait_s - 0.5 <= blocked_s <= wait_s + 3.0, blocked_s
+    # With the rmw default the server gives up after 0.1 s; with the profile it waits the profile's time. Only a lower
+    # bound: a loaded machine can make the wait longer, never shorter.
+    assert blocked_s >= wait_s - 0.5, blocked_s

@@ -1,8 +1,8 @@
 """Fine-tuning the success classifier after a person reviewed practice labels (RoboFuME's remedy for its errors).
 
-PracticeSession calls `on_corrections(corrected, reviewed)` after each review at an intervention
-(PracticeConfig.review_attempts); RetrainOnReview is that callback. It fine-tunes on the labels a person has seen,
-the demonstrations and every practice attempt reviewed so far, and never on the judge's own unreviewed labels:
+PracticeSession calls `on_corrections(corrected, reviewed)` after a review at an intervention that corrected at least
+one label (PracticeConfig.review_attempts); RetrainOnReview is that callback. It fine-tunes on labels a person has
+seen, the demonstrations and the attempts of every such review so far, and never on the judge's own unreviewed labels:
 re-training on those taught the judge its false negatives back (one run: its backward success rate fell 0.89 -> 0.40
 in 40 attempts while the truth stayed 1.0; practice.md).
 """
@@ -24,7 +24,9 @@ class RetrainOnReview:
             raise ValueError(f"steps must be >= 1, got {steps}")
         self.classifier, self.store, self.languages = classifier, Path(store), tuple(languages)
         self.steps, self.seed, self.reverse, self.log = steps, seed, reverse, log
-        self.reviewed: set[int] = set()   # practice attempts whose label a person has seen (corrected or confirmed)
+        # Practice attempts of the reviews handed here (corrected or confirmed). A review that confirmed every label
+        # is not handed on (PracticeSession._review), so its attempts are not learned from: measured that way.
+        self.reviewed: set[int] = set()
         self.rounds: list[dict] = []
 
     @staticmethod
