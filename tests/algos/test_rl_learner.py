@@ -113,20 +113,22 @@ def test_resume_takes_the_configured_learning_rate(rl_store, tmp_path):
 
 def test_online_finetuning_tails_the_store(rl_store, tmp_path):
     path, store = rl_store(4)
-    cfg = _cfg("calql", tmp_path, offline_steps=3, online=True, online_steps=8, utd_ratio=1.0,
+    # online_steps = the 16 new transitions at UTD 1: the learner must take in both episodes whether it sees them in
+    # one poll or two (with 8, a loaded machine let it finish on the first episode alone).
+    cfg = _cfg("calql", tmp_path, offline_steps=3, online=True, online_steps=16, utd_ratio=1.0,
                checkpoint_every_steps=4, reset_optimizers_online=True, val_every_steps=0)
     service = RLLearnerService(path, tmp_path / "ckpt", cfg)
     thread = service.start()
-    # Two policy episodes committed while the learner waits: 16 new transitions -> UTD 1 gives >= 8 steps.
+    # Two policy episodes committed while the learner waits: 16 new transitions -> UTD 1 gives 16 steps.
     rl_store.append(store, 10, n_steps=8, source="policy", success=True)
     rl_store.append(store, 11, n_steps=8, source="policy", success=False)
     service.join(60)
     assert not thread.is_alive()
-    assert service.step == 11 and len(service.online_pool) == 16
+    assert service.step == 3 + 16 and len(service.online_pool) == 16
     # MC returns computed on commit (default PTR reward, γ .99): failure -> r_neg/(1 − γ); success ends at +10.
     mc = service.online_pool.arrays["mc_return"]
     assert np.isclose(mc[8:], -1.0 / (1 - 0.99)).all() and mc[7] == pytest.approx(10.0)
-    assert service.updates[-1].version >= 2 and verify_checkpoint(service.updates[-1].path).step == 11
+    assert service.updates[-1].version >= 2 and verify_checkpoint(service.updates[-1].path).step == 3 + 16
     _check_runner(store, service.updates[-1])
 
 
